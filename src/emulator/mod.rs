@@ -1,0 +1,1 @@
+//! Graph API emulator (being written).

@@ -1,0 +1,1 @@
+//! Cross-run state ledger (being written).

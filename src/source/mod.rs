@@ -1,0 +1,211 @@
+//! Input readers: CSV (any delimiter, gzip, stdin) and Parquet, streamed in chunks.
+//!
+//! Every reader yields [`Chunk`]s: a run of data rows with their provenance (file, 1-based row,
+//! physical start line) and, for each row, the text of the *projected* columns only, in the order
+//! the mapping asked for them. A row the reader could not decode (wrong field count, invalid UTF-8)
+//! still comes out, with `error` set, so it is reported `invalid` and never lost.
+//!
+//! Memory is bounded by the chunk size: a reader never holds more than one chunk of rows.
+
+mod csv;
+mod parquet;
+
+use std::path::{Path, PathBuf};
+
+/// Input format, from the file extension unless `--format` says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Tsv,
+    Parquet,
+}
+
+/// How to read every input of a run.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    /// `--format`; `None` = from the extension.
+    pub format: Option<Format>,
+    /// `--delimiter`; `None` = `,` (or `\t` for `.tsv` / `.tsv.gz`).
+    pub delimiter: Option<u8>,
+}
+
+/// Provenance and decode status of one data row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowMeta {
+    /// 1-based data row within its file (the header is not a row).
+    pub row: u64,
+    /// Physical line where the row starts (CSV: 1-based, header is line 1; Parquet: `row + 1`).
+    pub line: u64,
+    /// Why the row could not be decoded, if it could not. Its cells are then all empty.
+    pub error: Option<String>,
+}
+
+/// A run of consecutive rows of one file. Cells are stored flat: row `i` has cells
+/// `cells[i * width .. (i + 1) * width]`, one per projected column, empty for null/missing.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub rows: Vec<RowMeta>,
+    pub width: usize,
+    text: String,
+    /// End offset in `text` of every cell, row-major.
+    ends: Vec<u32>,
+}
+
+impl Chunk {
+    pub fn new(width: usize) -> Self {
+        Chunk { width, ..Default::default() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Appends one row. `cells` must yield exactly `width` items.
+    pub fn push_row<'a>(&mut self, meta: RowMeta, cells: impl IntoIterator<Item = &'a str>) {
+        let before = self.ends.len();
+        for c in cells {
+            self.text.push_str(c);
+            self.ends.push(self.text.len() as u32);
+        }
+        debug_assert_eq!(self.ends.len() - before, self.width);
+        self.rows.push(meta);
+    }
+
+    /// Appends a row that failed to decode: all cells empty, `meta.error` says why.
+    pub fn push_error_row(&mut self, meta: RowMeta) {
+        let end = self.text.len() as u32;
+        self.ends.extend(std::iter::repeat_n(end, self.width));
+        self.rows.push(meta);
+    }
+
+    /// Starts a row cell by cell (for columnar readers): call `push_cell` `width` times, then
+    /// `finish_row`.
+    pub fn push_cell(&mut self, cell: &str) {
+        self.text.push_str(cell);
+        self.ends.push(self.text.len() as u32);
+    }
+
+    pub fn finish_row(&mut self, meta: RowMeta) {
+        debug_assert_eq!(self.ends.len(), (self.rows.len() + 1) * self.width);
+        self.rows.push(meta);
+    }
+
+    /// Text buffer, to append a cell with `write!` then close it with `end_cell`.
+    pub fn text_mut(&mut self) -> &mut String {
+        &mut self.text
+    }
+
+    pub fn end_cell(&mut self) {
+        self.ends.push(self.text.len() as u32);
+    }
+
+    /// Cell `col` of row `i`.
+    pub fn cell(&self, i: usize, col: usize) -> &str {
+        let k = i * self.width + col;
+        let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
+        &self.text[start..self.ends[k] as usize]
+    }
+
+    /// Bytes of cell text held (to size chunks).
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+}
+
+/// Errors that stop reading a file. Row-level problems are not errors (see [`RowMeta::error`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot open input `{path}`: {source}")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("input `{path}` has no header row; the first line must name the columns")]
+    NoHeader { path: PathBuf },
+    #[error(
+        "input `{path}` has no column{} {}\n  columns found: {}\n  hint: fix the column name in the mapping, or pass the right file",
+        if .missing.len() > 1 { "s" } else { "" },
+        .missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+        .found.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+    )]
+    MissingColumns { path: PathBuf, missing: Vec<String>, found: Vec<String> },
+    #[error("cannot read input `{path}` after row {after_row}: {message}")]
+    Read { path: PathBuf, after_row: u64, message: String },
+    #[error("`{path}` is not a readable Parquet file: {message}")]
+    Parquet { path: PathBuf, message: String },
+    #[error("cannot tell the format of `{path}` from its name; expected .csv, .csv.gz, .tsv, .tsv.gz or .parquet\n  hint: pass `--format csv|tsv|parquet`")]
+    UnknownFormat { path: PathBuf },
+}
+
+/// A streaming reader over one input.
+pub trait Source: Send {
+    /// Column names from the header, in file order.
+    fn headers(&self) -> &[String];
+    /// Reads up to `max_rows` rows (fewer at the end). `Ok(None)` at end of input.
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk>, SourceError>;
+    /// Bytes consumed so far (compressed bytes for gzip), for progress and ETA.
+    fn bytes_read(&self) -> u64;
+}
+
+/// The display name of an input, as written in the report's `file` column.
+pub fn display_name(path: &Path) -> String {
+    if path.as_os_str() == "-" { "-".to_string() } else { path.display().to_string() }
+}
+
+/// Size of the input in bytes when known (not for stdin), for the progress bar's ETA.
+pub fn input_size(path: &Path) -> Option<u64> {
+    if path.as_os_str() == "-" { None } else { std::fs::metadata(path).ok().map(|m| m.len()) }
+}
+
+/// Opens `path` and projects `columns` (names, in mapping order): every chunk will carry exactly
+/// these columns, in this order. Fails before any row is read when a column is missing.
+/// `path == "-"` reads CSV from stdin.
+pub fn open(path: &Path, columns: &[String], opts: &ReadOptions) -> Result<Box<dyn Source>, SourceError> {
+    let format = match opts.format {
+        Some(f) => f,
+        None => detect_format(path)?,
+    };
+    match format {
+        Format::Parquet => Ok(Box::new(parquet::ParquetSource::open(path, columns)?)),
+        Format::Csv | Format::Tsv => {
+            let delimiter = opts.delimiter.unwrap_or(if format == Format::Tsv { b'\t' } else { b',' });
+            Ok(Box::new(csv::CsvSource::open(path, columns, delimiter)?))
+        }
+    }
+}
+
+fn detect_format(path: &Path) -> Result<Format, SourceError> {
+    if path.as_os_str() == "-" {
+        return Ok(Format::Csv);
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    if name.ends_with(".parquet") || name.ends_with(".pq") {
+        Ok(Format::Parquet)
+    } else if name.ends_with(".tsv") || name.ends_with(".tab") {
+        Ok(Format::Tsv)
+    } else if name.ends_with(".csv") || name.ends_with(".txt") {
+        Ok(Format::Csv)
+    } else {
+        Err(SourceError::UnknownFormat { path: path.to_path_buf() })
+    }
+}
+
+/// Resolves projected column names against a header: index per requested column, or the list of
+/// missing names. Header names are compared after trimming spaces (and a UTF-8 BOM on the first).
+pub fn resolve_columns(path: &Path, headers: &[String], columns: &[String]) -> Result<Vec<usize>, SourceError> {
+    let mut idx = Vec::with_capacity(columns.len());
+    let mut missing = Vec::new();
+    for c in columns {
+        match headers.iter().position(|h| h.trim_start_matches('\u{feff}').trim() == c.as_str()) {
+            Some(i) => idx.push(i),
+            None => missing.push(c.clone()),
+        }
+    }
+    if missing.is_empty() {
+        Ok(idx)
+    } else {
+        Err(SourceError::MissingColumns { path: path.to_path_buf(), missing, found: headers.to_vec() })
+    }
+}
