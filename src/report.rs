@@ -1,0 +1,312 @@
+//! The report: one line per input data row, in input order, with its final status and why; plus
+//! the run summary (human paragraph and `--summary-json`).
+//!
+//! The report holds no PII beyond the ids Meta needs: never a raw email or phone (hashed or not).
+//! Report files are created with mode 0600.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+/// The final status of a row. Exactly one per input row (the product's core invariant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Passed every rule (validate; or send before delivery).
+    Valid,
+    Invalid,
+    /// Older than Meta's 7-day window (minus the margin).
+    Expired,
+    /// Same dedup key as an earlier row of this run.
+    Duplicate,
+    /// The state ledger says Meta already acknowledged this key in an earlier run.
+    AlreadySent,
+    Sent,
+    Failed,
+    /// Sent, but no answer came: it may or may not have been delivered.
+    Unknown,
+    /// Valid but never sent: the run stopped first.
+    NotAttempted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Valid => "valid",
+            Status::Invalid => "invalid",
+            Status::Expired => "expired",
+            Status::Duplicate => "duplicate",
+            Status::AlreadySent => "already_sent",
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+            Status::Unknown => "unknown",
+            Status::NotAttempted => "not_attempted",
+        }
+    }
+
+    /// Does this status make the run "completed with problems" (exit 1)?
+    pub fn is_problem(self) -> bool {
+        matches!(self, Status::Invalid | Status::Expired | Status::Failed | Status::Unknown | Status::NotAttempted)
+    }
+}
+
+/// One report line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportRow {
+    /// Index into the run's input list.
+    pub file: u32,
+    pub row: u64,
+    pub line: u64,
+    pub status: Status,
+    pub reason: String,
+    pub dataset_id: String,
+    pub channel: String,
+    pub event_name: String,
+    pub event_id: String,
+    pub event_time: Option<i64>,
+    pub batch: Option<u64>,
+    pub attempts: Option<u32>,
+    pub http_status: Option<u16>,
+    pub error_code: Option<i64>,
+    pub error_subcode: Option<i64>,
+    pub fbtrace_id: Option<String>,
+}
+
+pub const COLUMNS: [&str; 16] = [
+    "file",
+    "row",
+    "line",
+    "status",
+    "reason",
+    "dataset_id",
+    "channel",
+    "event_name",
+    "event_id",
+    "event_time",
+    "batch",
+    "attempts",
+    "http_status",
+    "error_code",
+    "error_subcode",
+    "fbtrace_id",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Csv,
+    Jsonl,
+}
+
+enum Out {
+    Csv(csv::Writer<Box<dyn Write + Send>>),
+    Jsonl(BufWriter<Box<dyn Write + Send>>),
+}
+
+/// Writes report lines and keeps the summary counts.
+pub struct ReportWriter {
+    out: Out,
+    files: Vec<String>,
+    pub summary: Summary,
+    scratch: [String; 9],
+}
+
+/// Creates `path` for writing with mode 0600 (the report and payloads may identify customers).
+pub fn create_private(path: &Path) -> io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
+impl ReportWriter {
+    /// `path = None` writes to stdout.
+    pub fn create(path: Option<&Path>, format: ReportFormat, files: Vec<String>) -> io::Result<ReportWriter> {
+        let sink: Box<dyn Write + Send> = match path {
+            Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::with_capacity(1 << 20, create_private(p)?)),
+            _ => Box::new(BufWriter::new(io::stdout())),
+        };
+        let out = match format {
+            ReportFormat::Csv => {
+                let mut w = csv::WriterBuilder::new().buffer_capacity(1 << 16).from_writer(sink);
+                w.write_record(COLUMNS).map_err(io::Error::other)?;
+                Out::Csv(w)
+            }
+            ReportFormat::Jsonl => Out::Jsonl(BufWriter::new(sink)),
+        };
+        Ok(ReportWriter { out, files, summary: Summary::default(), scratch: Default::default() })
+    }
+
+    pub fn write(&mut self, r: &ReportRow) -> io::Result<()> {
+        self.summary.count(r);
+        let file = self.files.get(r.file as usize).map(String::as_str).unwrap_or("");
+        match &mut self.out {
+            Out::Csv(w) => {
+                use std::fmt::Write as _;
+                let s = &mut self.scratch;
+                for x in s.iter_mut() {
+                    x.clear();
+                }
+                let _ = write!(s[0], "{}", r.row);
+                let _ = write!(s[1], "{}", r.line);
+                if let Some(v) = r.event_time {
+                    let _ = write!(s[2], "{v}");
+                }
+                if let Some(v) = r.batch {
+                    let _ = write!(s[3], "{v}");
+                }
+                if let Some(v) = r.attempts {
+                    let _ = write!(s[4], "{v}");
+                }
+                if let Some(v) = r.http_status {
+                    let _ = write!(s[5], "{v}");
+                }
+                if let Some(v) = r.error_code {
+                    let _ = write!(s[6], "{v}");
+                }
+                if let Some(v) = r.error_subcode {
+                    let _ = write!(s[7], "{v}");
+                }
+                w.write_record([
+                    file,
+                    &s[0],
+                    &s[1],
+                    r.status.as_str(),
+                    &r.reason,
+                    &r.dataset_id,
+                    &r.channel,
+                    &r.event_name,
+                    &r.event_id,
+                    &s[2],
+                    &s[3],
+                    &s[4],
+                    &s[5],
+                    &s[6],
+                    &s[7],
+                    r.fbtrace_id.as_deref().unwrap_or(""),
+                ])
+                .map_err(io::Error::other)
+            }
+            Out::Jsonl(w) => {
+                let j = serde_json::json!({
+                    "file": file, "row": r.row, "line": r.line, "status": r.status.as_str(),
+                    "reason": r.reason, "dataset_id": r.dataset_id, "channel": r.channel,
+                    "event_name": r.event_name, "event_id": r.event_id, "event_time": r.event_time,
+                    "batch": r.batch, "attempts": r.attempts, "http_status": r.http_status,
+                    "error_code": r.error_code, "error_subcode": r.error_subcode, "fbtrace_id": r.fbtrace_id,
+                });
+                serde_json::to_writer(&mut *w, &j).map_err(io::Error::other)?;
+                w.write_all(b"\n")
+            }
+        }
+    }
+
+    pub fn finish(self) -> io::Result<Summary> {
+        match self.out {
+            Out::Csv(mut w) => w.flush()?,
+            Out::Jsonl(mut w) => w.flush()?,
+        }
+        Ok(self.summary)
+    }
+}
+
+/// Counts for the summary.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Summary {
+    pub rows: u64,
+    pub by_status: BTreeMap<&'static str, u64>,
+    pub by_channel: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    pub by_event_name: BTreeMap<String, BTreeMap<&'static str, u64>>,
+}
+
+impl Summary {
+    fn count(&mut self, r: &ReportRow) {
+        self.rows += 1;
+        let s = r.status.as_str();
+        *self.by_status.entry(s).or_default() += 1;
+        if !r.channel.is_empty() {
+            *self.by_channel.entry(r.channel.clone()).or_default().entry(s).or_default() += 1;
+        }
+        if !r.event_name.is_empty() {
+            *self.by_event_name.entry(r.event_name.clone()).or_default().entry(s).or_default() += 1;
+        }
+    }
+
+    pub fn get(&self, s: Status) -> u64 {
+        self.by_status.get(s.as_str()).copied().unwrap_or(0)
+    }
+
+    pub fn problems(&self) -> u64 {
+        self.by_status
+            .iter()
+            .filter(|(k, _)| matches!(**k, "invalid" | "expired" | "failed" | "unknown" | "not_attempted"))
+            .map(|(_, v)| *v)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: Status) -> ReportRow {
+        ReportRow {
+            file: 0,
+            row: 1,
+            line: 2,
+            status,
+            reason: "a, \"quoted\"\nreason".into(),
+            dataset_id: "123".into(),
+            channel: "whatsapp".into(),
+            event_name: "Purchase".into(),
+            event_id: "e1".into(),
+            event_time: Some(1_763_640_000),
+            batch: Some(3),
+            attempts: Some(2),
+            http_status: Some(200),
+            error_code: None,
+            error_subcode: None,
+            fbtrace_id: Some("AbC".into()),
+        }
+    }
+
+    #[test]
+    fn csv_report_has_contract_columns_and_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        let mut w = ReportWriter::create(Some(&p), ReportFormat::Csv, vec!["in.csv".into()]).unwrap();
+        w.write(&row(Status::Sent)).unwrap();
+        let s = w.finish().unwrap();
+        assert_eq!(s.get(Status::Sent), 1);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "file,row,line,status,reason,dataset_id,channel,event_name,event_id,event_time,batch,attempts,http_status,error_code,error_subcode,fbtrace_id"
+        );
+        assert!(text.contains("in.csv,1,2,sent,\"a, \"\"quoted\"\"\nreason\",123,whatsapp,Purchase,e1,1763640000,3,2,200,,,AbC"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn jsonl_report_has_every_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.jsonl");
+        let mut w = ReportWriter::create(Some(&p), ReportFormat::Jsonl, vec!["in.csv".into()]).unwrap();
+        w.write(&row(Status::Failed)).unwrap();
+        w.finish().unwrap();
+        let v: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&p).unwrap().trim()).unwrap();
+        for c in COLUMNS {
+            assert!(v.get(c).is_some(), "missing {c}");
+        }
+        assert_eq!(v["status"], "failed");
+    }
+}
