@@ -43,7 +43,10 @@ impl Default for Dedup {
 
 impl Dedup {
     pub fn new() -> Self {
-        Dedup { shards: (0..256).map(|_| Shard::default()).collect(), len: 0 }
+        Dedup {
+            shards: (0..256).map(|_| Shard::default()).collect(),
+            len: 0,
+        }
     }
 
     /// Records `key` first seen at `ordinal`. Returns `None` if it is new, or the ordinal of the

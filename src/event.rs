@@ -161,7 +161,10 @@ impl UserField {
 
     /// Ids that are Graph object ids (digits only).
     fn is_numeric_id(self) -> bool {
-        matches!(self, UserField::WabaId | UserField::PageId | UserField::IgAccountId)
+        matches!(
+            self,
+            UserField::WabaId | UserField::PageId | UserField::IgAccountId
+        )
     }
 
     pub fn pii(self) -> Option<PiiKind> {
@@ -235,7 +238,10 @@ impl Mapped {
 }
 
 /// Resolves a field's text: source, trim, default, value map. `Ok(None)` = empty.
-fn resolve<'a>(f: &'a Field, cell: &impl Fn(usize) -> &'a str) -> Result<Option<Cow<'a, str>>, String> {
+fn resolve<'a>(
+    f: &'a Field,
+    cell: &impl Fn(usize) -> &'a str,
+) -> Result<Option<Cow<'a, str>>, String> {
     let text = match &f.src {
         Src::Constant(c) => c.as_str(),
         Src::Column(i) => cell(*i).trim(),
@@ -256,7 +262,12 @@ fn resolve<'a>(f: &'a Field, cell: &impl Fn(usize) -> &'a str) -> Result<Option<
             None => {
                 let mut known: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
                 known.sort_unstable();
-                Err(format!("{} value `{}` is not in the mapping's `values` ({})", f.name, text, known.join(", ")))
+                Err(format!(
+                    "{} value `{}` is not in the mapping's `values` ({})",
+                    f.name,
+                    text,
+                    known.join(", ")
+                ))
             }
         },
     }
@@ -288,7 +299,10 @@ fn typed_json(name: &str, ty: ValueType, text: &str) -> Result<String, String> {
             Some(n) => Ok(format_number(n)),
             None => Err(format!("{name} `{text}` is not a number (e.g. `12.50`)")),
         },
-        ValueType::Integer => text.parse::<i64>().map(|n| n.to_string()).map_err(|_| format!("{name} `{text}` is not a whole number")),
+        ValueType::Integer => text
+            .parse::<i64>()
+            .map(|n| n.to_string())
+            .map_err(|_| format!("{name} `{text}` is not a whole number")),
         ValueType::Bool => match text.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "y" | "t" => Ok("true".into()),
             "false" | "0" | "no" | "n" | "f" => Ok("false".into()),
@@ -301,7 +315,11 @@ fn typed_json(name: &str, ty: ValueType, text: &str) -> Result<String, String> {
                     Err(_) => Err(format!("{name} `{text}` is not a JSON array")),
                 };
             }
-            let items: Vec<&str> = text.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            let items: Vec<&str> = text
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
             serde_json::to_string(&items).map_err(|e| e.to_string())
         }
         ValueType::Json => match serde_json::from_str::<serde_json::Value>(text) {
@@ -314,14 +332,22 @@ fn typed_json(name: &str, ty: ValueType, text: &str) -> Result<String, String> {
 /// A plain decimal number (no thousands separators, no currency signs).
 pub fn parse_number(text: &str) -> Option<f64> {
     let t = text.trim();
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E')) {
+    if t.is_empty()
+        || !t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+    {
         return None;
     }
     t.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
 fn format_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { format!("{n}") }
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
 }
 
 /// Parses event_time text to Unix seconds. Whatever `format` says, the forms Parquet timestamp and
@@ -362,7 +388,9 @@ fn parse_unix(t: &str, per_sec: i64) -> Option<i64> {
 
 fn local_to_unix(naive: NaiveDateTime, tz: &chrono_tz::Tz) -> Option<i64> {
     // Ambiguous wall times (DST fold) resolve to the earlier instant; skipped ones fail.
-    tz.from_local_datetime(&naive).earliest().map(|d| d.timestamp())
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|d| d.timestamp())
 }
 
 fn parse_iso(t: &str, tz: &chrono_tz::Tz) -> Option<i64> {
@@ -407,7 +435,9 @@ pub fn normalize(kind: PiiKind, text: &str) -> Result<String, String> {
     let out = match kind {
         PiiKind::Email => {
             let e = t.to_lowercase();
-            let ok = e.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.') && !e.contains(char::is_whitespace));
+            let ok = e.split_once('@').is_some_and(|(a, b)| {
+                !a.is_empty() && b.contains('.') && !e.contains(char::is_whitespace)
+            });
             if !ok {
                 return Err("is not an email address".into());
             }
@@ -421,16 +451,36 @@ pub fn normalize(kind: PiiKind, text: &str) -> Result<String, String> {
             }
             digits
         }
-        PiiKind::Name => t.to_lowercase().chars().filter(|c| !c.is_ascii_punctuation() && !c.is_whitespace()).collect(),
-        PiiKind::City => t.to_lowercase().chars().filter(|c| c.is_alphanumeric()).collect(),
+        PiiKind::Name => t
+            .to_lowercase()
+            .chars()
+            .filter(|c| !c.is_ascii_punctuation() && !c.is_whitespace())
+            .collect(),
+        PiiKind::City => t
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .collect(),
         PiiKind::State => {
-            let s: String = t.to_lowercase().chars().filter(|c| c.is_alphanumeric()).collect();
+            let s: String = t
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .collect();
             s
         }
         PiiKind::Zip => {
-            let z: String = t.to_lowercase().chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+            let z: String = t
+                .to_lowercase()
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '-')
+                .collect();
             // US ZIP+4 → the first five digits.
-            if z.len() == 9 && z.bytes().all(|b| b.is_ascii_digit()) && t.contains('-') { z[..5].to_string() } else { z }
+            if z.len() == 9 && z.bytes().all(|b| b.is_ascii_digit()) && t.contains('-') {
+                z[..5].to_string()
+            } else {
+                z
+            }
         }
         PiiKind::Country => {
             let c = t.to_lowercase();
@@ -440,7 +490,9 @@ pub fn normalize(kind: PiiKind, text: &str) -> Result<String, String> {
             c
         }
         PiiKind::DateOfBirth => {
-            let d = ["%Y%m%d", "%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%d.%m.%Y"].iter().find_map(|f| NaiveDate::parse_from_str(t, f).ok());
+            let d = ["%Y%m%d", "%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%d.%m.%Y"]
+                .iter()
+                .find_map(|f| NaiveDate::parse_from_str(t, f).ok());
             match d {
                 Some(d) => d.format("%Y%m%d").to_string(),
                 None => return Err("is not a date of birth (YYYYMMDD or YYYY-MM-DD)".into()),
@@ -494,7 +546,10 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
     let dataset_id = get(&plan.dataset_id, &mut errs);
     match dataset_id.as_deref() {
         None => push_err(&mut errs, "dataset_id is empty"),
-        Some(d) if !crate::mapping::is_graph_id(d) => push_err(&mut errs, format!("dataset_id `{d}` is not a dataset id (digits)")),
+        Some(d) if !crate::mapping::is_graph_id(d) => push_err(
+            &mut errs,
+            format!("dataset_id `{d}` is not a dataset id (digits)"),
+        ),
         _ => {}
     }
 
@@ -507,7 +562,10 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         Some(c) => {
             let ch = Channel::parse(c);
             if ch.is_none() {
-                push_err(&mut errs, format!("channel `{c}` is not whatsapp, messenger or instagram"));
+                push_err(
+                    &mut errs,
+                    format!("channel `{c}` is not whatsapp, messenger or instagram"),
+                );
             }
             ch
         }
@@ -516,9 +574,12 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
     let event_name = get(&plan.event_name, &mut errs);
     match event_name.as_deref() {
         None => push_err(&mut errs, "event_name is empty"),
-        Some(n) if !plan.allow_custom_event_names && !EVENT_NAMES.contains(&n) => {
-            push_err(&mut errs, format!("event_name `{n}` is not a business-messaging event (Purchase, LeadSubmitted, AddToCart, ...)"))
-        }
+        Some(n) if !plan.allow_custom_event_names && !EVENT_NAMES.contains(&n) => push_err(
+            &mut errs,
+            format!(
+                "event_name `{n}` is not a business-messaging event (Purchase, LeadSubmitted, AddToCart, ...)"
+            ),
+        ),
         _ => {}
     }
 
@@ -540,7 +601,13 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         if age > MAX_AGE_SECS - rules.expiry_margin_secs {
             expired = true;
         } else if -age > MAX_FUTURE_SECS {
-            push_err(&mut errs, format!("event_time {t} is {}s in the future (more than {MAX_FUTURE_SECS}s)", -age));
+            push_err(
+                &mut errs,
+                format!(
+                    "event_time {t} is {}s in the future (more than {MAX_FUTURE_SECS}s)",
+                    -age
+                ),
+            );
         }
     }
 
@@ -565,11 +632,20 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         } else {
             if uf.is_channel_id() {
                 if is_hex64(&v) {
-                    push_err(&mut errs, format!("{} looks hashed; channel ids must be sent unhashed", uf.name()));
+                    push_err(
+                        &mut errs,
+                        format!(
+                            "{} looks hashed; channel ids must be sent unhashed",
+                            uf.name()
+                        ),
+                    );
                     continue;
                 }
                 if uf.is_numeric_id() && !crate::mapping::is_graph_id(&v) {
-                    push_err(&mut errs, format!("{} `{v}` is not an id (digits)", uf.name()));
+                    push_err(
+                        &mut errs,
+                        format!("{} `{v}` is not an id (digits)", uf.name()),
+                    );
                     continue;
                 }
             }
@@ -589,9 +665,20 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
             if !user_vals.iter().any(|(n, _)| *n == req.name()) {
                 let mapped = plan.user_data.iter().any(|(u, _)| *u == req);
                 if mapped {
-                    push_err(&mut errs, format!("{} is empty; {} events need it", req.name(), ch.name()));
+                    push_err(
+                        &mut errs,
+                        format!("{} is empty; {} events need it", req.name(), ch.name()),
+                    );
                 } else {
-                    push_err(&mut errs, format!("{} is not mapped; {} events need it (add `user_data.{}`)", req.name(), ch.name(), req.name()));
+                    push_err(
+                        &mut errs,
+                        format!(
+                            "{} is not mapped; {} events need it (add `user_data.{}`)",
+                            req.name(),
+                            ch.name(),
+                            req.name()
+                        ),
+                    );
                 }
             }
         }
@@ -601,7 +688,9 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
     let mut custom = String::from("{");
     let mut custom_vals: Vec<(&str, Cow<'a, str>)> = Vec::new();
     for f in &plan.custom_data {
-        let Some(mut v) = get(f, &mut errs) else { continue };
+        let Some(mut v) = get(f, &mut errs) else {
+            continue;
+        };
         if f.name == "currency" {
             v = Cow::Owned(v.to_ascii_uppercase());
         }
@@ -619,11 +708,19 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         }
     }
     custom.push('}');
-    let custom_get = |n: &str| custom_vals.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_ref());
+    let custom_get = |n: &str| {
+        custom_vals
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| v.as_ref())
+    };
     if let Some(cur) = custom_get("currency")
         && !is_currency(cur)
     {
-        push_err(&mut errs, format!("currency `{cur}` is not an ISO 4217 code (e.g. USD, EUR, BRL)"));
+        push_err(
+            &mut errs,
+            format!("currency `{cur}` is not an ISO 4217 code (e.g. USD, EUR, BRL)"),
+        );
     }
     if let Some(v) = custom_get("value").and_then(parse_number)
         && v < 0.0
@@ -657,13 +754,14 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
     } else {
         Verdict::Valid
     };
-    if expired
-        && let Some(t) = event_time
-    {
+    if expired && let Some(t) = event_time {
         let days = (rules.now - t) as f64 / 86400.0;
         push_err(
             &mut errs,
-            format!("event_time {t} is {days:.1} days old; Meta accepts 7 days (minus a {}s margin)", rules.expiry_margin_secs),
+            format!(
+                "event_time {t} is {days:.1} days old; Meta accepts 7 days (minus a {}s margin)",
+                rules.expiry_margin_secs
+            ),
         );
     }
     if !notes.is_empty() {
@@ -671,7 +769,9 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
     }
 
     let dataset_id = dataset_id.map(Cow::into_owned).unwrap_or_default();
-    let channel_name = channel.map(|c| c.name().to_string()).unwrap_or_else(|| channel_text.map(Cow::into_owned).unwrap_or_default());
+    let channel_name = channel
+        .map(|c| c.name().to_string())
+        .unwrap_or_else(|| channel_text.map(Cow::into_owned).unwrap_or_default());
     let event_name = event_name.map(Cow::into_owned).unwrap_or_default();
     let event_id = event_id.map(Cow::into_owned).unwrap_or_default();
 
@@ -689,7 +789,10 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
                 KeyPart::EventName => Some(Cow::Borrowed(event_name.as_str())),
                 KeyPart::EventTime => Some(Cow::Owned(t.to_string())),
                 KeyPart::EventId => Some(Cow::Borrowed(event_id.as_str())),
-                KeyPart::User(n) => user_vals.iter().find(|(k, _)| k == n).map(|(_, v)| Cow::Borrowed(v.as_ref())),
+                KeyPart::User(n) => user_vals
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| Cow::Borrowed(v.as_ref())),
                 KeyPart::Custom(n) => custom_get(n).map(Cow::Borrowed),
             };
             match v {
@@ -701,7 +804,9 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
             }
         }
         if let Some(m) = missing {
-            let mut reason = format!("dedup key part `{m}` is empty; without it this event could not be told apart from others");
+            let mut reason = format!(
+                "dedup key part `{m}` is empty; without it this event could not be told apart from others"
+            );
             if !errs.is_empty() {
                 reason = format!("{reason}; {errs}");
             }
@@ -722,7 +827,10 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         let mut j = String::with_capacity(256 + user.len() + custom.len());
         j.push_str("{\"event_name\":");
         json_str(&mut j, &event_name);
-        let _ = write!(j, ",\"event_time\":{t},\"action_source\":\"business_messaging\",\"messaging_channel\":");
+        let _ = write!(
+            j,
+            ",\"event_time\":{t},\"action_source\":\"business_messaging\",\"messaging_channel\":"
+        );
         json_str(&mut j, &channel_name);
         if !event_id.is_empty() {
             j.push_str(",\"event_id\":");
@@ -751,7 +859,17 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         json = Some(j.into_boxed_str());
     }
 
-    Mapped { verdict, reason: errs, dataset_id, channel: channel_name, event_name, event_id, event_time, key, json }
+    Mapped {
+        verdict,
+        reason: errs,
+        dataset_id,
+        channel: channel_name,
+        event_name,
+        event_id,
+        event_time,
+        key,
+        json,
+    }
 }
 
 /// 128-bit hash of the dataset id and the key parts, unambiguous (length-prefixed parts).

@@ -102,7 +102,10 @@ pub mod raw {
                 fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                     f.write_str("a table of fields")
                 }
-                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Ordered<V>, A::Error> {
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Ordered<V>, A::Error> {
                     let mut out: Vec<(String, V)> = Vec::new();
                     while let Some((k, v)) = map.next_entry::<String, V>()? {
                         if out.iter().any(|(x, _)| *x == k) {
@@ -214,8 +217,12 @@ pub mod raw {
                 fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
                     Ok(Value::Constant(v.to_string()))
                 }
-                fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-                    Spec::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Value::Spec)
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    map: A,
+                ) -> Result<Value, A::Error> {
+                    Spec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                        .map(Value::Spec)
                 }
             }
             d.deserialize_any(V)
@@ -358,12 +365,19 @@ impl Compiler<'_> {
             return i;
         }
         self.columns.push(name.to_string());
-        self.column_locations.push((at.line(), at.column(), key.to_string()));
+        self.column_locations
+            .push((at.line(), at.column(), key.to_string()));
         self.columns.len() - 1
     }
 
     /// Resolves one value source. `kind` limits which table keys make sense for this field.
-    fn field(&mut self, key: &str, name: &str, v: &Spanned<raw::Value>, default_ty: ValueType) -> Result<Field, MappingError> {
+    fn field(
+        &mut self,
+        key: &str,
+        name: &str,
+        v: &Spanned<raw::Value>,
+        default_ty: ValueType,
+    ) -> Result<Field, MappingError> {
         let at = v.referenced;
         let spec = match &v.value {
             raw::Value::Constant(c) => {
@@ -379,19 +393,35 @@ impl Compiler<'_> {
             }
             raw::Value::Spec(s) => s,
         };
-        let sources = [spec.column.is_some(), spec.constant.is_some(), spec.env.is_some()];
+        let sources = [
+            spec.column.is_some(),
+            spec.constant.is_some(),
+            spec.env.is_some(),
+        ];
         let n = sources.iter().filter(|b| **b).count();
         if n != 1 {
             return Err(self.err(
                 at,
                 key,
-                if n == 0 { "says nowhere where the value comes from".into() } else { "has more than one source".into() },
-                Some("give exactly one of `column: NAME`, `constant: VALUE` or `env: VARIABLE`".into()),
+                if n == 0 {
+                    "says nowhere where the value comes from".into()
+                } else {
+                    "has more than one source".into()
+                },
+                Some(
+                    "give exactly one of `column: NAME`, `constant: VALUE` or `env: VARIABLE`"
+                        .into(),
+                ),
             ));
         }
         let src = if let Some(c) = &spec.column {
             if c.trim().is_empty() {
-                return Err(self.err(at, &format!("{key}.column"), "is empty".into(), Some("name a column of the input header, e.g. `column: email`".into())));
+                return Err(self.err(
+                    at,
+                    &format!("{key}.column"),
+                    "is empty".into(),
+                    Some("name a column of the input header, e.g. `column: email`".into()),
+                ));
             }
             Src::Column(self.column_slot(c.trim(), at, key))
         } else if let Some(c) = &spec.constant {
@@ -405,7 +435,9 @@ impl Compiler<'_> {
                         at,
                         &format!("{key}.env"),
                         format!("environment variable `{var}` is not set"),
-                        Some(format!("export {var}=... before running, or use a constant")),
+                        Some(format!(
+                            "export {var}=... before running, or use a constant"
+                        )),
                     ));
                 }
             }
@@ -427,15 +459,34 @@ impl Compiler<'_> {
                 ));
             }
         };
-        let values = spec.values.as_ref().map(|m| m.iter().map(|(k, v)| (k.trim().to_string(), v.0.clone())).collect::<HashMap<_, _>>());
+        let values = spec.values.as_ref().map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.trim().to_string(), v.0.clone()))
+                .collect::<HashMap<_, _>>()
+        });
         if spec.passthrough && values.is_none() {
-            return Err(self.err(at, &format!("{key}.passthrough"), "only makes sense with `values`".into(), None));
+            return Err(self.err(
+                at,
+                &format!("{key}.passthrough"),
+                "only makes sense with `values`".into(),
+                None,
+            ));
         }
         if spec.format.is_some() || spec.timezone.is_some() {
-            return Err(self.err(at, key, "`format` and `timezone` belong to `event_time` only".into(), None));
+            return Err(self.err(
+                at,
+                key,
+                "`format` and `timezone` belong to `event_time` only".into(),
+                None,
+            ));
         }
         if spec.hash.is_some() {
-            return Err(self.err(at, &format!("{key}.hash"), "only `user_data` contact fields (em, ph, fn, ...) are hashed".into(), None));
+            return Err(self.err(
+                at,
+                &format!("{key}.hash"),
+                "only `user_data` contact fields (em, ph, fn, ...) are hashed".into(),
+                None,
+            ));
         }
         Ok(Field {
             name: name.to_string(),
@@ -448,7 +499,9 @@ impl Compiler<'_> {
         })
     }
 
-    fn strip_time_keys(v: &Spanned<raw::Value>) -> (Spanned<raw::Value>, Option<String>, Option<String>) {
+    fn strip_time_keys(
+        v: &Spanned<raw::Value>,
+    ) -> (Spanned<raw::Value>, Option<String>, Option<String>) {
         let mut v2 = v.clone();
         let (mut f, mut tz) = (None, None);
         if let raw::Value::Spec(s) = &mut v2.value {
@@ -460,7 +513,9 @@ impl Compiler<'_> {
 }
 
 fn location_of_error(e: &serde_saphyr::Error) -> (u64, u64) {
-    e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1))
+    e.location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((1, 1))
 }
 
 impl Plan {
@@ -477,37 +532,85 @@ impl Plan {
         Plan::compile(path, &text, env)
     }
 
-    pub fn compile(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, MappingError> {
+    pub fn compile(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Plan, MappingError> {
         let raw: raw::Mapping = serde_saphyr::from_str(text).map_err(|e| {
             let (line, column) = location_of_error(&e);
             let msg = tidy_yaml_message(&e.without_snippet().to_string());
             let hint = if msg.contains("unknown field") {
                 Some("see docs/mapping.md for every key; keys are snake_case".to_string())
             } else if msg.contains("missing field") {
-                Some("`dataset_id`, `channel`, `event_name` and `event_time` are required".to_string())
+                Some(
+                    "`dataset_id`, `channel`, `event_name` and `event_time` are required"
+                        .to_string(),
+                )
             } else {
                 None
             };
-            MappingError { file: path.to_path_buf(), line, column, key: String::new(), message: msg, hint }
+            MappingError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                key: String::new(),
+                message: msg,
+                hint,
+            }
         })?;
-        let mut c = Compiler { file: path, columns: Vec::new(), column_locations: Vec::new(), env };
+        let mut c = Compiler {
+            file: path,
+            columns: Vec::new(),
+            column_locations: Vec::new(),
+            env,
+        };
 
-        let dataset_id = c.field("dataset_id", "dataset_id", &raw.dataset_id, ValueType::String)?;
+        let dataset_id = c.field(
+            "dataset_id",
+            "dataset_id",
+            &raw.dataset_id,
+            ValueType::String,
+        )?;
         if let Src::Constant(id) = &dataset_id.src
             && !is_graph_id(id)
         {
             return Err(c.err(
                 raw.dataset_id.referenced,
                 "dataset_id",
-                format!("`{id}` is not a dataset id; expected digits, e.g. `dataset_id: \"1234567890\"`"),
+                format!(
+                    "`{id}` is not a dataset id; expected digits, e.g. `dataset_id: \"1234567890\"`"
+                ),
                 Some("`msgcapi dataset --page-id ID` prints the dataset id of a page".into()),
             ));
         }
-        let channel = c.field("channel", "messaging_channel", &raw.channel, ValueType::String)?;
-        check_constant_in(&c, &raw.channel, &channel, "channel", &["whatsapp", "messenger", "instagram"])?;
-        let event_name = c.field("event_name", "event_name", &raw.event_name, ValueType::String)?;
+        let channel = c.field(
+            "channel",
+            "messaging_channel",
+            &raw.channel,
+            ValueType::String,
+        )?;
+        check_constant_in(
+            &c,
+            &raw.channel,
+            &channel,
+            "channel",
+            &["whatsapp", "messenger", "instagram"],
+        )?;
+        let event_name = c.field(
+            "event_name",
+            "event_name",
+            &raw.event_name,
+            ValueType::String,
+        )?;
         if !raw.allow_custom_event_names {
-            check_constant_in(&c, &raw.event_name, &event_name, "event_name", crate::event::EVENT_NAMES)?;
+            check_constant_in(
+                &c,
+                &raw.event_name,
+                &event_name,
+                "event_name",
+                crate::event::EVENT_NAMES,
+            )?;
         }
 
         let (et, format, tz) = Compiler::strip_time_keys(&raw.event_time);
@@ -517,7 +620,14 @@ impl Plan {
             Some("unix_ms") => TimeFormat::UnixMs,
             Some("rfc3339") | Some("iso8601") => TimeFormat::Rfc3339,
             Some(p) if p.contains('%') => {
-                check_strftime(p).map_err(|m| c.err(raw.event_time.referenced, "event_time.format", m, Some("e.g. `format: \"%Y-%m-%d %H:%M:%S\"`".into())))?;
+                check_strftime(p).map_err(|m| {
+                    c.err(
+                        raw.event_time.referenced,
+                        "event_time.format",
+                        m,
+                        Some("e.g. `format: \"%Y-%m-%d %H:%M:%S\"`".into()),
+                    )
+                })?;
                 TimeFormat::Pattern(p.to_string())
             }
             Some(other) => {
@@ -536,11 +646,18 @@ impl Plan {
                     raw.event_time.referenced,
                     "event_time.timezone",
                     format!("unknown time zone `{name}`"),
-                    Some("use an IANA name such as `UTC`, `America/Sao_Paulo` or `Asia/Kolkata`".into()),
+                    Some(
+                        "use an IANA name such as `UTC`, `America/Sao_Paulo` or `Asia/Kolkata`"
+                            .into(),
+                    ),
                 )
             })?,
         };
-        let event_time = TimeSpec { field: time_field, format, timezone };
+        let event_time = TimeSpec {
+            field: time_field,
+            format,
+            timezone,
+        };
 
         let event_id = match &raw.event_id {
             Some(v) => Some(c.field("event_id", "event_id", v, ValueType::String)?),
@@ -554,7 +671,14 @@ impl Plan {
                 return Err(c.err(
                     v.referenced,
                     &key,
-                    format!("unknown user_data field `{k}`; expected one of {}", UserField::ALL.iter().map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "unknown user_data field `{k}`; expected one of {}",
+                        UserField::ALL
+                            .iter()
+                            .map(|f| format!("`{}`", f.name()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     None,
                 ));
             };
@@ -573,14 +697,21 @@ impl Plan {
                     return Err(c.err(
                         v.referenced,
                         &format!("{key}.hash"),
-                        format!("`{k}` is a channel id and is never hashed (Meta matches it as is)"),
+                        format!(
+                            "`{k}` is a channel id and is never hashed (Meta matches it as is)"
+                        ),
                         Some("remove `hash:` from this field".into()),
                     ));
                 }
                 (Some(kind), None | Some("sha256")) => Some(kind),
                 (Some(_), Some("none")) => None,
                 (Some(_), Some(other)) => {
-                    return Err(c.err(v.referenced, &format!("{key}.hash"), format!("unknown hash `{other}`; expected `sha256` or `none`"), None));
+                    return Err(c.err(
+                        v.referenced,
+                        &format!("{key}.hash"),
+                        format!("unknown hash `{other}`; expected `sha256` or `none`"),
+                        None,
+                    ));
                 }
             };
             user_data.push((uf, f));
@@ -598,18 +729,35 @@ impl Plan {
 
         let data_processing_options = match &raw.data_processing_options {
             None => {
-                if let Some(x) = raw.data_processing_options_country.as_ref().or(raw.data_processing_options_state.as_ref()) {
-                    return Err(c.err(x.referenced, "data_processing_options_country", "needs `data_processing_options: [LDU]`".into(), None));
+                if let Some(x) = raw
+                    .data_processing_options_country
+                    .as_ref()
+                    .or(raw.data_processing_options_state.as_ref())
+                {
+                    return Err(c.err(
+                        x.referenced,
+                        "data_processing_options_country",
+                        "needs `data_processing_options: [LDU]`".into(),
+                        None,
+                    ));
                 }
                 None
             }
             Some(opts) => {
                 for o in &opts.value {
                     if o != "LDU" {
-                        return Err(c.err(opts.referenced, "data_processing_options", format!("unknown option `{o}`; expected `[LDU]` or `[]`"), None));
+                        return Err(c.err(
+                            opts.referenced,
+                            "data_processing_options",
+                            format!("unknown option `{o}`; expected `[LDU]` or `[]`"),
+                            None,
+                        ));
                     }
                 }
-                let country = raw.data_processing_options_country.as_ref().map(|x| x.value);
+                let country = raw
+                    .data_processing_options_country
+                    .as_ref()
+                    .map(|x| x.value);
                 let state = raw.data_processing_options_state.as_ref().map(|x| x.value);
                 if let (Some(_), None) = (country, state) {
                     return Err(c.err(
@@ -626,7 +774,12 @@ impl Plan {
         let dedup_key = match &raw.dedup {
             Some(d) => {
                 if d.key.value.is_empty() {
-                    return Err(c.err(d.key.referenced, "dedup.key", "is empty".into(), Some("e.g. `key: [event_id]`".into())));
+                    return Err(c.err(
+                        d.key.referenced,
+                        "dedup.key",
+                        "is empty".into(),
+                        Some("e.g. `key: [event_id]`".into()),
+                    ));
                 }
                 let mut parts = Vec::new();
                 for name in &d.key.value {
@@ -636,8 +789,12 @@ impl Plan {
                         "event_name" => KeyPart::EventName,
                         "event_time" => KeyPart::EventTime,
                         "event_id" if event_id.is_some() => KeyPart::EventId,
-                        n if user_data.iter().any(|(u, _)| u.name() == n) => KeyPart::User(n.to_string()),
-                        n if custom_data.iter().any(|f| f.name == n) => KeyPart::Custom(n.to_string()),
+                        n if user_data.iter().any(|(u, _)| u.name() == n) => {
+                            KeyPart::User(n.to_string())
+                        }
+                        n if custom_data.iter().any(|f| f.name == n) => {
+                            KeyPart::Custom(n.to_string())
+                        }
                         n => {
                             return Err(c.err(
                                 d.key.referenced,
@@ -684,9 +841,18 @@ impl Plan {
     }
 
     /// The mapping error for an input that lacks some of the plan's columns.
-    pub fn missing_columns_error(&self, input: &str, missing: &[String], found: &[String]) -> MappingError {
-        let first = missing.first().and_then(|m| self.columns.iter().position(|c| c == m));
-        let (line, column, key) = first.and_then(|i| self.column_locations.get(i).cloned()).unwrap_or((1, 1, String::new()));
+    pub fn missing_columns_error(
+        &self,
+        input: &str,
+        missing: &[String],
+        found: &[String],
+    ) -> MappingError {
+        let first = missing
+            .first()
+            .and_then(|m| self.columns.iter().position(|c| c == m));
+        let (line, column, key) = first
+            .and_then(|i| self.column_locations.get(i).cloned())
+            .unwrap_or((1, 1, String::new()));
         MappingError {
             file: self.file.clone(),
             line,
@@ -695,9 +861,20 @@ impl Plan {
             message: format!(
                 "column{} {} not in the header of `{input}`",
                 if missing.len() > 1 { "s" } else { "" },
-                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-            hint: Some(format!("the header has {}", found.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "))),
+            hint: Some(format!(
+                "the header has {}",
+                found
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         }
     }
 }
@@ -705,12 +882,20 @@ impl Plan {
 /// Turns the YAML library's message into house style: no trailing location (we print it first),
 /// names in backticks, `expected one of` after a semicolon.
 fn tidy_yaml_message(raw: &str) -> String {
-    let mut msg = raw.lines().next().unwrap_or("invalid YAML").trim().to_string();
+    let mut msg = raw
+        .lines()
+        .next()
+        .unwrap_or("invalid YAML")
+        .trim()
+        .to_string();
     if let Some(i) = msg.rfind(" at line ") {
         msg.truncate(i);
     }
     if let Some(i) = msg.find(", expected one of ") {
-        let names: Vec<String> = msg[i + 18..].split(", ").map(|n| format!("`{}`", n.trim_matches('`'))).collect();
+        let names: Vec<String> = msg[i + 18..]
+            .split(", ")
+            .map(|n| format!("`{}`", n.trim_matches('`')))
+            .collect();
         msg = format!("{}; expected one of {}", &msg[..i], names.join(", "));
     }
     if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
@@ -726,13 +911,33 @@ pub fn is_graph_id(s: &str) -> bool {
 }
 
 /// A constant (or every `values` target) must be one of `allowed`.
-fn check_constant_in(c: &Compiler<'_>, v: &Spanned<raw::Value>, f: &Field, key: &str, allowed: &[&str]) -> Result<(), MappingError> {
-    let expected = || allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
+fn check_constant_in(
+    c: &Compiler<'_>,
+    v: &Spanned<raw::Value>,
+    f: &Field,
+    key: &str,
+    allowed: &[&str],
+) -> Result<(), MappingError> {
+    let expected = || {
+        allowed
+            .iter()
+            .map(|a| format!("`{a}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let check = |val: &str, what: &str| {
         if allowed.contains(&val) {
             Ok(())
         } else {
-            Err(c.err(v.referenced, key, format!("{what}`{val}` is not allowed; expected one of {}", expected()), None))
+            Err(c.err(
+                v.referenced,
+                key,
+                format!(
+                    "{what}`{val}` is not allowed; expected one of {}",
+                    expected()
+                ),
+                None,
+            ))
         }
     };
     if let Src::Constant(k) = &f.src {
@@ -757,8 +962,16 @@ fn check_strftime(p: &str) -> Result<(), String> {
     if StrftimeItems::new(p).any(|i| matches!(i, Item::Error)) {
         return Err(format!("`{p}` is not a valid strftime pattern"));
     }
-    if !(p.contains("%Y") || p.contains("%y") || p.contains("%F") || p.contains("%s") || p.contains("%D") || p.contains("%c")) {
-        return Err(format!("`{p}` has no year; a time without a date cannot be placed"));
+    if !(p.contains("%Y")
+        || p.contains("%y")
+        || p.contains("%F")
+        || p.contains("%s")
+        || p.contains("%D")
+        || p.contains("%c"))
+    {
+        return Err(format!(
+            "`{p}` has no year; a time without a date cannot be placed"
+        ));
     }
     Ok(())
 }

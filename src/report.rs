@@ -47,7 +47,14 @@ impl Status {
 
     /// Does this status make the run "completed with problems" (exit 1)?
     pub fn is_problem(self) -> bool {
-        matches!(self, Status::Invalid | Status::Expired | Status::Failed | Status::Unknown | Status::NotAttempted)
+        matches!(
+            self,
+            Status::Invalid
+                | Status::Expired
+                | Status::Failed
+                | Status::Unknown
+                | Status::NotAttempted
+        )
     }
 }
 
@@ -125,25 +132,42 @@ pub fn create_private(path: &Path) -> io::Result<File> {
 
 impl ReportWriter {
     /// `path = None` writes to stdout.
-    pub fn create(path: Option<&Path>, format: ReportFormat, files: Vec<String>) -> io::Result<ReportWriter> {
+    pub fn create(
+        path: Option<&Path>,
+        format: ReportFormat,
+        files: Vec<String>,
+    ) -> io::Result<ReportWriter> {
         let sink: Box<dyn Write + Send> = match path {
-            Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::with_capacity(1 << 20, create_private(p)?)),
+            Some(p) if p.as_os_str() != "-" => {
+                Box::new(BufWriter::with_capacity(1 << 20, create_private(p)?))
+            }
             _ => Box::new(BufWriter::new(io::stdout())),
         };
         let out = match format {
             ReportFormat::Csv => {
-                let mut w = csv::WriterBuilder::new().buffer_capacity(1 << 16).from_writer(sink);
+                let mut w = csv::WriterBuilder::new()
+                    .buffer_capacity(1 << 16)
+                    .from_writer(sink);
                 w.write_record(COLUMNS).map_err(io::Error::other)?;
                 Out::Csv(w)
             }
             ReportFormat::Jsonl => Out::Jsonl(BufWriter::new(sink)),
         };
-        Ok(ReportWriter { out, files, summary: Summary::default(), scratch: Default::default() })
+        Ok(ReportWriter {
+            out,
+            files,
+            summary: Summary::default(),
+            scratch: Default::default(),
+        })
     }
 
     pub fn write(&mut self, r: &ReportRow) -> io::Result<()> {
         self.summary.count(r);
-        let file = self.files.get(r.file as usize).map(String::as_str).unwrap_or("");
+        let file = self
+            .files
+            .get(r.file as usize)
+            .map(String::as_str)
+            .unwrap_or("");
         match &mut self.out {
             Out::Csv(w) => {
                 use std::fmt::Write as _;
@@ -229,10 +253,20 @@ impl Summary {
         let s = r.status.as_str();
         *self.by_status.entry(s).or_default() += 1;
         if !r.channel.is_empty() {
-            *self.by_channel.entry(r.channel.clone()).or_default().entry(s).or_default() += 1;
+            *self
+                .by_channel
+                .entry(r.channel.clone())
+                .or_default()
+                .entry(s)
+                .or_default() += 1;
         }
         if !r.event_name.is_empty() {
-            *self.by_event_name.entry(r.event_name.clone()).or_default().entry(s).or_default() += 1;
+            *self
+                .by_event_name
+                .entry(r.event_name.clone())
+                .or_default()
+                .entry(s)
+                .or_default() += 1;
         }
     }
 
@@ -243,7 +277,12 @@ impl Summary {
     pub fn problems(&self) -> u64 {
         self.by_status
             .iter()
-            .filter(|(k, _)| matches!(**k, "invalid" | "expired" | "failed" | "unknown" | "not_attempted"))
+            .filter(|(k, _)| {
+                matches!(
+                    **k,
+                    "invalid" | "expired" | "failed" | "unknown" | "not_attempted"
+                )
+            })
             .map(|(_, v)| *v)
             .sum()
     }
@@ -278,7 +317,8 @@ mod tests {
     fn csv_report_has_contract_columns_and_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("r.csv");
-        let mut w = ReportWriter::create(Some(&p), ReportFormat::Csv, vec!["in.csv".into()]).unwrap();
+        let mut w =
+            ReportWriter::create(Some(&p), ReportFormat::Csv, vec!["in.csv".into()]).unwrap();
         w.write(&row(Status::Sent)).unwrap();
         let s = w.finish().unwrap();
         assert_eq!(s.get(Status::Sent), 1);
@@ -292,7 +332,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 
@@ -300,10 +343,12 @@ mod tests {
     fn jsonl_report_has_every_column() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("r.jsonl");
-        let mut w = ReportWriter::create(Some(&p), ReportFormat::Jsonl, vec!["in.csv".into()]).unwrap();
+        let mut w =
+            ReportWriter::create(Some(&p), ReportFormat::Jsonl, vec!["in.csv".into()]).unwrap();
         w.write(&row(Status::Failed)).unwrap();
         w.finish().unwrap();
-        let v: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&p).unwrap().trim()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(std::fs::read_to_string(&p).unwrap().trim()).unwrap();
         for c in COLUMNS {
             assert!(v.get(c).is_some(), "missing {c}");
         }

@@ -16,7 +16,9 @@ pub fn parse_now(s: &str) -> Result<i64, String> {
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     let t = s.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: i64 = num.parse().map_err(|_| format!("expected a duration such as `1h`, `30m` or `0`; got `{s}`"))?;
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration such as `1h`, `30m` or `0`; got `{s}`"))?;
     let mult = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -29,7 +31,11 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 
 /// A run id: UTC start time and process id, e.g. `20261124T201500Z-4242`.
 pub fn run_id() -> String {
-    format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id())
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    )
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@ use crate::mapping::tests_support::ISSUE_EXAMPLE;
 const NOW: i64 = 1_795_176_000;
 
 fn rules() -> Rules {
-    Rules { now: NOW, expiry_margin_secs: 3600 }
+    Rules {
+        now: NOW,
+        expiry_margin_secs: 3600,
+    }
 }
 
 fn plan(text: &str) -> Plan {
@@ -18,7 +21,11 @@ fn plan(text: &str) -> Plan {
 /// Maps one row given as `column => value` pairs (missing columns are empty).
 fn map_with(p: &Plan, r: &Rules, cells: &[(&str, &str)]) -> Mapped {
     let by_name: HashMap<&str, &str> = cells.iter().copied().collect();
-    let row: Vec<String> = p.columns.iter().map(|c| by_name.get(c.as_str()).copied().unwrap_or("").to_string()).collect();
+    let row: Vec<String> = p
+        .columns
+        .iter()
+        .map(|c| by_name.get(c.as_str()).copied().unwrap_or("").to_string())
+        .collect();
     let m = map_row(p, r, |i| row[i].as_str());
     // Own the result so `row` can go.
     Mapped { ..m }
@@ -40,7 +47,11 @@ fn wa_purchase() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-fn set(mut row: Vec<(&'static str, &'static str)>, k: &'static str, v: &'static str) -> Vec<(&'static str, &'static str)> {
+fn set(
+    mut row: Vec<(&'static str, &'static str)>,
+    k: &'static str,
+    v: &'static str,
+) -> Vec<(&'static str, &'static str)> {
     row.retain(|(c, _)| *c != k);
     row.push((k, v));
     row
@@ -81,28 +92,58 @@ fn a_good_whatsapp_purchase_becomes_the_exact_event() {
 fn whatsapp_needs_waba_and_click_id() {
     let m = go(&set(wa_purchase(), "click_id", ""));
     assert_eq!(m.verdict, Verdict::Invalid);
-    assert!(m.reason.contains("ctwa_clid is empty; whatsapp events need it"), "{}", m.reason);
+    assert!(
+        m.reason
+            .contains("ctwa_clid is empty; whatsapp events need it"),
+        "{}",
+        m.reason
+    );
     let m = go(&set(wa_purchase(), "waba_id", ""));
-    assert!(m.reason.contains("whatsapp_business_account_id is empty"), "{}", m.reason);
+    assert!(
+        m.reason.contains("whatsapp_business_account_id is empty"),
+        "{}",
+        m.reason
+    );
 }
 
 #[test]
 fn messenger_needs_page_and_psid_and_ignores_other_channels_ids() {
-    let row = set(set(set(wa_purchase(), "chan", "FB"), "page_id", "111222333"), "psid", "");
+    let row = set(
+        set(set(wa_purchase(), "chan", "FB"), "page_id", "111222333"),
+        "psid",
+        "",
+    );
     let m = go(&row);
-    assert!(m.reason.contains("page_scoped_user_id is empty; messenger events need it"), "{}", m.reason);
+    assert!(
+        m.reason
+            .contains("page_scoped_user_id is empty; messenger events need it"),
+        "{}",
+        m.reason
+    );
     let m = go(&set(row, "psid", "24680"));
     assert_eq!(m.verdict, Verdict::Valid, "{}", m.reason);
     let json = m.json.unwrap();
     assert!(json.contains("\"page_scoped_user_id\":\"24680\""));
-    assert!(!json.contains("ctwa_clid"), "a whatsapp id must not ride along on a messenger event: {json}");
+    assert!(
+        !json.contains("ctwa_clid"),
+        "a whatsapp id must not ride along on a messenger event: {json}"
+    );
 }
 
 #[test]
 fn instagram_needs_account_and_igsid() {
-    let row = set(set(wa_purchase(), "chan", "IG"), "ig_account", "17841400000000");
+    let row = set(
+        set(wa_purchase(), "chan", "IG"),
+        "ig_account",
+        "17841400000000",
+    );
     let m = go(&row);
-    assert!(m.reason.contains("ig_sid is empty; instagram events need it"), "{}", m.reason);
+    assert!(
+        m.reason
+            .contains("ig_sid is empty; instagram events need it"),
+        "{}",
+        m.reason
+    );
     assert_eq!(go(&set(row, "igsid", "9988")).verdict, Verdict::Valid);
 }
 
@@ -113,28 +154,65 @@ fn channel_ids_are_not_hashed_and_must_not_look_hashed() {
     assert_eq!(m.verdict, Verdict::Invalid);
     assert!(m.reason.contains("ctwa_clid looks hashed"), "{}", m.reason);
     let m = go(&set(wa_purchase(), "waba_id", "acme"));
-    assert!(m.reason.contains("whatsapp_business_account_id `acme` is not an id"), "{}", m.reason);
+    assert!(
+        m.reason
+            .contains("whatsapp_business_account_id `acme` is not an id"),
+        "{}",
+        m.reason
+    );
 }
 
 #[test]
 fn unknown_value_is_invalid_and_names_it_unless_passthrough() {
     let m = go(&set(wa_purchase(), "stage", "refund"));
     assert_eq!(m.verdict, Verdict::Invalid);
-    assert!(m.reason.contains("event_name value `refund` is not in the mapping's `values` (cart, lead, paid, shipped)"), "{}", m.reason);
+    assert!(
+        m.reason.contains(
+            "event_name value `refund` is not in the mapping's `values` (cart, lead, paid, shipped)"
+        ),
+        "{}",
+        m.reason
+    );
     let p = plan(&ISSUE_EXAMPLE.replace(
         "values: {paid: Purchase, lead: LeadSubmitted, cart: AddToCart, shipped: OrderShipped}",
         "values: {paid: Purchase}\n  passthrough: true",
     ));
-    assert_eq!(map_with(&p, &rules(), &set(wa_purchase(), "stage", "ViewContent")).verdict, Verdict::Valid);
+    assert_eq!(
+        map_with(&p, &rules(), &set(wa_purchase(), "stage", "ViewContent")).verdict,
+        Verdict::Valid
+    );
 }
 
 #[test]
 fn event_name_allowlist_and_custom_opt_in() {
-    let text = ISSUE_EXAMPLE.replace("values: {paid: Purchase, lead: LeadSubmitted, cart: AddToCart, shipped: OrderShipped}", "values: {paid: Purchase}\n  passthrough: true");
-    let m = map_with(&plan(&text), &rules(), &set(wa_purchase(), "stage", "Refund"));
-    assert!(m.reason.contains("event_name `Refund` is not a business-messaging event"), "{}", m.reason);
-    let custom = text.replace("partner_agent: acme-bsp", "partner_agent: acme-bsp\nallow_custom_event_names: true");
-    assert_eq!(map_with(&plan(&custom), &rules(), &set(wa_purchase(), "stage", "Refund")).verdict, Verdict::Valid);
+    let text = ISSUE_EXAMPLE.replace(
+        "values: {paid: Purchase, lead: LeadSubmitted, cart: AddToCart, shipped: OrderShipped}",
+        "values: {paid: Purchase}\n  passthrough: true",
+    );
+    let m = map_with(
+        &plan(&text),
+        &rules(),
+        &set(wa_purchase(), "stage", "Refund"),
+    );
+    assert!(
+        m.reason
+            .contains("event_name `Refund` is not a business-messaging event"),
+        "{}",
+        m.reason
+    );
+    let custom = text.replace(
+        "partner_agent: acme-bsp",
+        "partner_agent: acme-bsp\nallow_custom_event_names: true",
+    );
+    assert_eq!(
+        map_with(
+            &plan(&custom),
+            &rules(),
+            &set(wa_purchase(), "stage", "Refund")
+        )
+        .verdict,
+        Verdict::Valid
+    );
 }
 
 #[test]
@@ -146,8 +224,19 @@ fn event_time_window_expired_with_margin_and_future() {
     assert_eq!(m.verdict, Verdict::Expired);
     assert!(m.reason.contains("days old"), "{}", m.reason);
     // Margin 0: the same row is still valid.
-    let r0 = Rules { now: NOW, expiry_margin_secs: 0 };
-    assert_eq!(map_with(&plan(ISSUE_EXAMPLE), &r0, &set(wa_purchase(), "occurred_at", "2026-11-13T12:59:59Z")).verdict, Verdict::Valid);
+    let r0 = Rules {
+        now: NOW,
+        expiry_margin_secs: 0,
+    };
+    assert_eq!(
+        map_with(
+            &plan(ISSUE_EXAMPLE),
+            &r0,
+            &set(wa_purchase(), "occurred_at", "2026-11-13T12:59:59Z")
+        )
+        .verdict,
+        Verdict::Valid
+    );
     assert_eq!(at("2026-11-20T12:01:00Z").verdict, Verdict::Valid);
     let m = at("2026-11-20T12:01:01Z");
     assert_eq!(m.verdict, Verdict::Invalid);
@@ -156,24 +245,55 @@ fn event_time_window_expired_with_margin_and_future() {
 
 #[test]
 fn purchase_needs_currency_and_non_negative_value() {
-    let p = plan(&ISSUE_EXAMPLE.replace("currency: {column: currency, default: USD}", "currency: {column: currency}"));
-    let m = map_with(&p, &rules(), &set(set(wa_purchase(), "currency", ""), "amount", ""));
-    assert!(m.reason.contains("Purchase needs currency") && m.reason.contains("Purchase needs value"), "{}", m.reason);
+    let p = plan(&ISSUE_EXAMPLE.replace(
+        "currency: {column: currency, default: USD}",
+        "currency: {column: currency}",
+    ));
+    let m = map_with(
+        &p,
+        &rules(),
+        &set(set(wa_purchase(), "currency", ""), "amount", ""),
+    );
+    assert!(
+        m.reason.contains("Purchase needs currency") && m.reason.contains("Purchase needs value"),
+        "{}",
+        m.reason
+    );
     let m = go(&set(wa_purchase(), "amount", "-1"));
     assert!(m.reason.contains("value -1 is negative"), "{}", m.reason);
     let m = go(&set(wa_purchase(), "amount", "12,50"));
-    assert!(m.reason.contains("value `12,50` is not a number"), "{}", m.reason);
+    assert!(
+        m.reason.contains("value `12,50` is not a number"),
+        "{}",
+        m.reason
+    );
     let m = go(&set(wa_purchase(), "currency", "US$"));
-    assert!(m.reason.contains("currency `US$` is not an ISO 4217 code"), "{}", m.reason);
+    assert!(
+        m.reason.contains("currency `US$` is not an ISO 4217 code"),
+        "{}",
+        m.reason
+    );
     // Other events do not need them.
-    assert_eq!(go(&set(set(wa_purchase(), "stage", "lead"), "amount", "")).verdict, Verdict::Valid);
+    assert_eq!(
+        go(&set(set(wa_purchase(), "stage", "lead"), "amount", "")).verdict,
+        Verdict::Valid
+    );
     // The default fills an empty currency.
-    assert!(go(&set(wa_purchase(), "currency", "")).json.unwrap().contains("\"currency\":\"USD\""));
+    assert!(
+        go(&set(wa_purchase(), "currency", ""))
+            .json
+            .unwrap()
+            .contains("\"currency\":\"USD\"")
+    );
 }
 
 #[test]
 fn a_row_collects_all_its_errors() {
-    let row = set(set(set(wa_purchase(), "click_id", ""), "amount", "abc"), "stage", "nope");
+    let row = set(
+        set(set(wa_purchase(), "click_id", ""), "amount", "abc"),
+        "stage",
+        "nope",
+    );
     let m = go(&row);
     let n = m.reason.split("; ").count();
     assert!(n >= 3, "{}", m.reason);
@@ -183,24 +303,46 @@ fn a_row_collects_all_its_errors() {
 fn bad_optional_pii_is_dropped_with_a_note_not_the_row() {
     let m = go(&set(wa_purchase(), "email", "not-an-email"));
     assert_eq!(m.verdict, Verdict::Valid);
-    assert!(m.reason.contains("em omitted: is not an email address"), "{}", m.reason);
+    assert!(
+        m.reason.contains("em omitted: is not an email address"),
+        "{}",
+        m.reason
+    );
     assert!(!m.json.unwrap().contains("\"em\""));
 }
 
 #[test]
 fn pii_normalization_rules() {
-    assert_eq!(normalize(PiiKind::Email, " John_Smith@Gmail.com ").unwrap(), "john_smith@gmail.com");
-    assert_eq!(normalize(PiiKind::Phone, "+1 (650) 555-1212").unwrap(), "16505551212");
-    assert_eq!(normalize(PiiKind::Phone, "0044 20 7946 0958").unwrap(), "442079460958");
-    assert_eq!(normalize(PiiKind::Name, " Mary-Ann O'Neil ").unwrap(), "maryannoneil");
+    assert_eq!(
+        normalize(PiiKind::Email, " John_Smith@Gmail.com ").unwrap(),
+        "john_smith@gmail.com"
+    );
+    assert_eq!(
+        normalize(PiiKind::Phone, "+1 (650) 555-1212").unwrap(),
+        "16505551212"
+    );
+    assert_eq!(
+        normalize(PiiKind::Phone, "0044 20 7946 0958").unwrap(),
+        "442079460958"
+    );
+    assert_eq!(
+        normalize(PiiKind::Name, " Mary-Ann O'Neil ").unwrap(),
+        "maryannoneil"
+    );
     assert_eq!(normalize(PiiKind::Name, "José").unwrap(), "josé");
-    assert_eq!(normalize(PiiKind::City, "San Francisco").unwrap(), "sanfrancisco");
+    assert_eq!(
+        normalize(PiiKind::City, "San Francisco").unwrap(),
+        "sanfrancisco"
+    );
     assert_eq!(normalize(PiiKind::State, "CA").unwrap(), "ca");
     assert_eq!(normalize(PiiKind::Zip, "94025-1234").unwrap(), "94025");
     assert_eq!(normalize(PiiKind::Zip, "SW1A 1AA").unwrap(), "sw1a1aa");
     assert_eq!(normalize(PiiKind::Country, "US").unwrap(), "us");
     assert!(normalize(PiiKind::Country, "USA").is_err());
-    assert_eq!(normalize(PiiKind::DateOfBirth, "1990-02-28").unwrap(), "19900228");
+    assert_eq!(
+        normalize(PiiKind::DateOfBirth, "1990-02-28").unwrap(),
+        "19900228"
+    );
     assert_eq!(normalize(PiiKind::Gender, "Female").unwrap(), "f");
     assert!(normalize(PiiKind::Phone, "12").is_err());
 }
@@ -209,25 +351,46 @@ fn pii_normalization_rules() {
 fn already_hashed_values_pass_through_lowercased() {
     let h = "62A14E44F765419D10FEA99367361A727C12365E2520F32218D505ED9AA0F62F";
     assert_eq!(hash_pii(PiiKind::Email, h).unwrap(), h.to_ascii_lowercase());
-    assert_eq!(hash_pii(PiiKind::Email, "john_smith@gmail.com").unwrap(), "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f");
+    assert_eq!(
+        hash_pii(PiiKind::Email, "john_smith@gmail.com").unwrap(),
+        "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
+    );
 }
 
 #[test]
 fn time_formats() {
     let utc = chrono_tz::UTC;
     assert_eq!(parse_time("1795176000", &TimeFormat::Unix, &utc), Ok(NOW));
-    assert_eq!(parse_time("1795176000999", &TimeFormat::UnixMs, &utc), Ok(NOW));
-    assert_eq!(parse_time("2026-11-20T14:00:00+02:00", &TimeFormat::Rfc3339, &utc), Ok(NOW));
-    assert_eq!(parse_time("2026-11-20 12:00:00", &TimeFormat::Rfc3339, &utc), Ok(NOW));
+    assert_eq!(
+        parse_time("1795176000999", &TimeFormat::UnixMs, &utc),
+        Ok(NOW)
+    );
+    assert_eq!(
+        parse_time("2026-11-20T14:00:00+02:00", &TimeFormat::Rfc3339, &utc),
+        Ok(NOW)
+    );
+    assert_eq!(
+        parse_time("2026-11-20 12:00:00", &TimeFormat::Rfc3339, &utc),
+        Ok(NOW)
+    );
     let sp: chrono_tz::Tz = "America/Sao_Paulo".parse().unwrap();
-    assert_eq!(parse_time("2026-11-20T09:00:00", &TimeFormat::Rfc3339, &sp), Ok(NOW));
+    assert_eq!(
+        parse_time("2026-11-20T09:00:00", &TimeFormat::Rfc3339, &sp),
+        Ok(NOW)
+    );
     let pat = TimeFormat::Pattern("%d/%m/%Y %H:%M".into());
     assert_eq!(parse_time("20/11/2026 09:00", &pat, &sp), Ok(NOW));
     // Parquet renderings are accepted whatever the format says.
-    assert_eq!(parse_time("2026-11-20T12:00:00Z", &TimeFormat::Unix, &utc), Ok(NOW));
+    assert_eq!(
+        parse_time("2026-11-20T12:00:00Z", &TimeFormat::Unix, &utc),
+        Ok(NOW)
+    );
     assert_eq!(parse_time("2026-11-20", &pat, &utc), Ok(NOW - 12 * 3600));
     let e = parse_time("yesterday", &TimeFormat::Rfc3339, &utc).unwrap_err();
-    assert_eq!(e, "event_time `yesterday` does not match RFC 3339, e.g. `2026-11-20T10:00:00Z`");
+    assert_eq!(
+        e,
+        "event_time `yesterday` does not match RFC 3339, e.g. `2026-11-20T10:00:00Z`"
+    );
 }
 
 #[test]
@@ -237,14 +400,21 @@ fn dedup_key_is_stable_and_scoped_by_dataset() {
     let other = plan(&ISSUE_EXAMPLE.replace("\"1234567890\"", "\"999\""));
     assert_ne!(a, map_with(&other, &rules(), &wa_purchase()).key.unwrap());
     // Parts are length-prefixed: ("ab","c") differs from ("a","bc").
-    assert_ne!(dedup_hash("1", &["ab".into(), "c".into()]), dedup_hash("1", &["a".into(), "bc".into()]));
+    assert_ne!(
+        dedup_hash("1", &["ab".into(), "c".into()]),
+        dedup_hash("1", &["a".into(), "bc".into()])
+    );
 }
 
 #[test]
 fn empty_dedup_key_part_makes_the_row_invalid() {
     let m = go(&set(wa_purchase(), "conv_id", ""));
     assert_eq!(m.verdict, Verdict::Invalid);
-    assert!(m.reason.starts_with("dedup key part `event_id` is empty"), "{}", m.reason);
+    assert!(
+        m.reason.starts_with("dedup key part `event_id` is empty"),
+        "{}",
+        m.reason
+    );
 }
 
 #[test]
@@ -253,9 +423,24 @@ fn typed_custom_fields() {
         "  order_id: {column: order_ref}",
         "  order_id: {column: order_ref}\n  content_ids: {column: skus}\n  contents: {column: items}\n  num_items: {column: n}",
     );
-    let m = map_with(&plan(&text), &rules(), &[wa_purchase(), vec![("skus", "a, b"), ("items", "[{\"id\":\"a\",\"quantity\":2}]"), ("n", "2")]].concat());
+    let m = map_with(
+        &plan(&text),
+        &rules(),
+        &[
+            wa_purchase(),
+            vec![
+                ("skus", "a, b"),
+                ("items", "[{\"id\":\"a\",\"quantity\":2}]"),
+                ("n", "2"),
+            ],
+        ]
+        .concat(),
+    );
     let v: serde_json::Value = serde_json::from_str(m.json.as_deref().unwrap()).unwrap();
-    assert_eq!(v["custom_data"]["content_ids"], serde_json::json!(["a", "b"]));
+    assert_eq!(
+        v["custom_data"]["content_ids"],
+        serde_json::json!(["a", "b"])
+    );
     assert_eq!(v["custom_data"]["contents"][0]["quantity"], 2);
     assert_eq!(v["custom_data"]["num_items"], 2);
 }

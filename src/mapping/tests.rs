@@ -1,35 +1,7 @@
 use super::*;
 
 /// The example mapping from issue 2, verbatim: a public contract.
-pub const ISSUE_EXAMPLE: &str = r#"dataset_id: "1234567890"        # constant, or {column: dataset}, or {env: MSGCAPI_DATASET_ID}
-partner_agent: acme-bsp
-channel:                         # constant (whatsapp|messenger|instagram) or from a column
-  column: chan
-  values: {WA: whatsapp, FB: messenger, IG: instagram}
-event_name:
-  column: stage
-  values: {paid: Purchase, lead: LeadSubmitted, cart: AddToCart, shipped: OrderShipped}
-event_time:
-  column: occurred_at
-  format: rfc3339                # unix | unix_ms | rfc3339 | a strftime pattern
-  timezone: UTC                  # used when the text has no offset (IANA name or UTC)
-event_id: {column: conv_id}
-user_data:                       # empty cells are omitted; the row's channel decides what is required
-  whatsapp_business_account_id: {column: waba_id}
-  ctwa_clid: {column: click_id}
-  page_id: {column: page_id}
-  page_scoped_user_id: {column: psid}
-  instagram_business_account_id: {column: ig_account}
-  ig_sid: {column: igsid}
-  em: {column: email, hash: sha256}      # normalize per capi-spec.md, then SHA-256
-  ph: {column: phone, hash: sha256}
-custom_data:
-  value: {column: amount, type: number}
-  currency: {column: currency, default: USD}
-  order_id: {column: order_ref}
-dedup:
-  key: [event_id]                # default when absent: event_id if mapped, else channel ids + event_name + event_time
-"#;
+pub const ISSUE_EXAMPLE: &str = include_str!("issue_example.yaml");
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -52,8 +24,21 @@ fn issue_example_compiles() {
     assert_eq!(
         p.columns,
         [
-            "chan", "stage", "occurred_at", "conv_id", "waba_id", "click_id", "page_id", "psid", "ig_account", "igsid",
-            "email", "phone", "amount", "currency", "order_ref"
+            "chan",
+            "stage",
+            "occurred_at",
+            "conv_id",
+            "waba_id",
+            "click_id",
+            "page_id",
+            "psid",
+            "ig_account",
+            "igsid",
+            "email",
+            "phone",
+            "amount",
+            "currency",
+            "order_ref"
         ]
     );
     assert_eq!(p.partner_agent.as_deref(), Some("acme-bsp"));
@@ -67,7 +52,9 @@ fn issue_example_compiles() {
 
 #[test]
 fn default_dedup_key_without_event_id_uses_channel_ids_name_and_time() {
-    let text = ISSUE_EXAMPLE.replace("event_id: {column: conv_id}\n", "").replace("dedup:\n  key: [event_id]", "");
+    let text = ISSUE_EXAMPLE
+        .replace("event_id: {column: conv_id}\n", "")
+        .replace("dedup:\n  key: [event_id]", "");
     let p = compile(&text).unwrap();
     let names: Vec<&str> = p.dedup_key.iter().map(KeyPart::name).collect();
     assert_eq!(
@@ -88,7 +75,10 @@ fn default_dedup_key_without_event_id_uses_channel_ids_name_and_time() {
 
 #[test]
 fn env_source_is_resolved_once() {
-    let text = ISSUE_EXAMPLE.replace("dataset_id: \"1234567890\"", "dataset_id: {env: MSGCAPI_DATASET_ID}");
+    let text = ISSUE_EXAMPLE.replace(
+        "dataset_id: \"1234567890\"",
+        "dataset_id: {env: MSGCAPI_DATASET_ID}",
+    );
     let env = |v: &str| (v == "MSGCAPI_DATASET_ID").then(|| "555".to_string());
     let p = Plan::compile(Path::new("m.yaml"), &text, &env).unwrap();
     assert_eq!(p.dataset_id.src, Src::Constant("555".into()));
@@ -100,13 +90,19 @@ fn env_source_is_resolved_once() {
 
 #[test]
 fn unknown_top_level_key_names_line_and_column() {
-    let text = ISSUE_EXAMPLE.replace("partner_agent: acme-bsp", "partner_agent: acme-bsp\nchanel: whatsapp");
+    let text = ISSUE_EXAMPLE.replace(
+        "partner_agent: acme-bsp",
+        "partner_agent: acme-bsp\nchanel: whatsapp",
+    );
     insta::assert_snapshot!(err(&text));
 }
 
 #[test]
 fn unknown_key_inside_a_field() {
-    let text = ISSUE_EXAMPLE.replace("{column: amount, type: number}", "{colum: amount, type: number}");
+    let text = ISSUE_EXAMPLE.replace(
+        "{column: amount, type: number}",
+        "{colum: amount, type: number}",
+    );
     insta::assert_snapshot!(err(&text));
 }
 
@@ -129,9 +125,17 @@ fn value_map_targets_must_be_allowed() {
     insta::assert_snapshot!(err(&ISSUE_EXAMPLE.replace("paid: Purchase", "paid: Buy")), @r"
     m.yaml:7:3: `event_name`: value map target `Buy` is not allowed; expected one of `Purchase`, `LeadSubmitted`, `InitiateCheckout`, `AddToCart`, `ViewContent`, `OrderCreated`, `OrderShipped`, `OrderDelivered`, `OrderCanceled`, `OrderReturned`, `CartAbandoned`, `QualifiedLead`, `RatingProvided`, `ReviewProvided`
     ");
-    let custom = ISSUE_EXAMPLE.replace("paid: Purchase", "paid: Buy").replace("partner_agent: acme-bsp", "partner_agent: acme-bsp\nallow_custom_event_names: true");
+    let custom = ISSUE_EXAMPLE
+        .replace("paid: Purchase", "paid: Buy")
+        .replace(
+            "partner_agent: acme-bsp",
+            "partner_agent: acme-bsp\nallow_custom_event_names: true",
+        );
     assert!(compile(&custom).is_ok());
-    assert!(err(&ISSUE_EXAMPLE.replace("IG: instagram", "IG: insta")).contains("`insta` is not allowed"));
+    assert!(
+        err(&ISSUE_EXAMPLE.replace("IG: instagram", "IG: insta"))
+            .contains("`insta` is not allowed")
+    );
 }
 
 #[test]
@@ -150,13 +154,19 @@ fn unknown_user_data_field_lists_the_known_ones() {
 
 #[test]
 fn a_field_given_twice_is_an_error() {
-    let e = err(&ISSUE_EXAMPLE.replace("  order_id: {column: order_ref}", "  order_id: {column: order_ref}\n  order_id: {column: conv_id}"));
+    let e = err(&ISSUE_EXAMPLE.replace(
+        "  order_id: {column: order_ref}",
+        "  order_id: {column: order_ref}\n  order_id: {column: conv_id}",
+    ));
     assert!(e.contains("`order_id` is given twice"), "{e}");
 }
 
 #[test]
 fn dataset_constant_must_be_digits() {
-    assert!(err(&ISSUE_EXAMPLE.replace("\"1234567890\"", "acme")).contains("`acme` is not a dataset id"));
+    assert!(
+        err(&ISSUE_EXAMPLE.replace("\"1234567890\"", "acme"))
+            .contains("`acme` is not a dataset id")
+    );
 }
 
 #[test]
@@ -170,7 +180,10 @@ fn field_needs_exactly_one_source() {
 #[test]
 fn dedup_key_must_name_mapped_fields() {
     let e = err(&ISSUE_EXAMPLE.replace("key: [event_id]", "key: [conv_id]"));
-    assert!(e.contains("`dedup.key`: `conv_id` is not a field of this mapping"), "{e}");
+    assert!(
+        e.contains("`dedup.key`: `conv_id` is not a field of this mapping"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -185,22 +198,38 @@ fn missing_required_key_and_yaml_syntax_error() {
 #[test]
 fn strftime_patterns_are_checked() {
     let ok = ISSUE_EXAMPLE.replace("format: rfc3339", "format: \"%d/%m/%Y %H:%M\"");
-    assert_eq!(compile(&ok).unwrap().event_time.format, TimeFormat::Pattern("%d/%m/%Y %H:%M".into()));
-    assert!(err(&ISSUE_EXAMPLE.replace("format: rfc3339", "format: \"%H:%M\"")).contains("has no year"));
+    assert_eq!(
+        compile(&ok).unwrap().event_time.format,
+        TimeFormat::Pattern("%d/%m/%Y %H:%M".into())
+    );
+    assert!(
+        err(&ISSUE_EXAMPLE.replace("format: rfc3339", "format: \"%H:%M\"")).contains("has no year")
+    );
 }
 
 #[test]
 fn ldu_country_needs_state() {
-    let text = format!("{ISSUE_EXAMPLE}data_processing_options: [LDU]\ndata_processing_options_country: 1\n");
+    let text = format!(
+        "{ISSUE_EXAMPLE}data_processing_options: [LDU]\ndata_processing_options_country: 1\n"
+    );
     assert!(err(&text).contains("data_processing_options_state"));
-    let text = format!("{ISSUE_EXAMPLE}data_processing_options: [LDU]\ndata_processing_options_country: 1\ndata_processing_options_state: 1000\n");
-    assert_eq!(compile(&text).unwrap().data_processing_options, Some((vec!["LDU".to_string()], Some(1), Some(1000))));
+    let text = format!(
+        "{ISSUE_EXAMPLE}data_processing_options: [LDU]\ndata_processing_options_country: 1\ndata_processing_options_state: 1000\n"
+    );
+    assert_eq!(
+        compile(&text).unwrap().data_processing_options,
+        Some((vec!["LDU".to_string()], Some(1), Some(1000)))
+    );
 }
 
 #[test]
 fn missing_column_error_points_at_the_mapping() {
     let p = compile(ISSUE_EXAMPLE).unwrap();
-    let e = p.missing_columns_error("export.csv", &["click_id".into()], &["chan".into(), "stage".into()]);
+    let e = p.missing_columns_error(
+        "export.csv",
+        &["click_id".into()],
+        &["chan".into(), "stage".into()],
+    );
     insta::assert_snapshot!(e.to_string(), @r"
     m.yaml:16:14: `user_data.ctwa_clid`: column `click_id` not in the header of `export.csv`
       hint: the header has `chan`, `stage`

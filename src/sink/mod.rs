@@ -5,8 +5,15 @@
 //! receives one [`EventOutcome`] per event back. The sink never decides what is valid and never
 //! touches the report or the ledger: it only says what Meta answered.
 
-// Submodules (owned by the sink): batch (pure batcher + body builder), classify (pure),
-// client (reqwest + governor + retry + bisection), dataset (Dataset API).
+pub mod batch;
+pub mod classify;
+pub mod client;
+pub mod dataset;
+
+pub use batch::{Auth, Batcher, request_body};
+pub use classify::FatalKind;
+pub use client::{Sender, SinkConfig, SinkMessage, SinkStats};
+pub use dataset::{DatasetArgs, run_dataset};
 
 /// One event ready to send: its position in the run (the pipeline's row ordinal) and its JSON
 /// object, serialized once (so batches are cut by exact byte size).

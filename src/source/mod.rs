@@ -53,7 +53,10 @@ pub struct Chunk {
 
 impl Chunk {
     pub fn new(width: usize) -> Self {
-        Chunk { width, ..Default::default() }
+        Chunk {
+            width,
+            ..Default::default()
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -120,7 +123,10 @@ impl Chunk {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("cannot open input `{path}`: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("input `{path}` has no header row; the first line must name the columns")]
     NoHeader { path: PathBuf },
     #[error(
@@ -129,12 +135,22 @@ pub enum SourceError {
         .missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
         .found.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
     )]
-    MissingColumns { path: PathBuf, missing: Vec<String>, found: Vec<String> },
+    MissingColumns {
+        path: PathBuf,
+        missing: Vec<String>,
+        found: Vec<String>,
+    },
     #[error("cannot read input `{path}` after row {after_row}: {message}")]
-    Read { path: PathBuf, after_row: u64, message: String },
+    Read {
+        path: PathBuf,
+        after_row: u64,
+        message: String,
+    },
     #[error("`{path}` is not a readable Parquet file: {message}")]
     Parquet { path: PathBuf, message: String },
-    #[error("cannot tell the format of `{path}` from its name; expected .csv, .csv.gz, .tsv, .tsv.gz or .parquet\n  hint: pass `--format csv|tsv|parquet`")]
+    #[error(
+        "cannot tell the format of `{path}` from its name; expected .csv, .csv.gz, .tsv, .tsv.gz or .parquet\n  hint: pass `--format csv|tsv|parquet`"
+    )]
     UnknownFormat { path: PathBuf },
 }
 
@@ -150,18 +166,30 @@ pub trait Source: Send {
 
 /// The display name of an input, as written in the report's `file` column.
 pub fn display_name(path: &Path) -> String {
-    if path.as_os_str() == "-" { "-".to_string() } else { path.display().to_string() }
+    if path.as_os_str() == "-" {
+        "-".to_string()
+    } else {
+        path.display().to_string()
+    }
 }
 
 /// Size of the input in bytes when known (not for stdin), for the progress bar's ETA.
 pub fn input_size(path: &Path) -> Option<u64> {
-    if path.as_os_str() == "-" { None } else { std::fs::metadata(path).ok().map(|m| m.len()) }
+    if path.as_os_str() == "-" {
+        None
+    } else {
+        std::fs::metadata(path).ok().map(|m| m.len())
+    }
 }
 
 /// Opens `path` and projects `columns` (names, in mapping order): every chunk will carry exactly
 /// these columns, in this order. Fails before any row is read when a column is missing.
 /// `path == "-"` reads CSV from stdin.
-pub fn open(path: &Path, columns: &[String], opts: &ReadOptions) -> Result<Box<dyn Source>, SourceError> {
+pub fn open(
+    path: &Path,
+    columns: &[String],
+    opts: &ReadOptions,
+) -> Result<Box<dyn Source>, SourceError> {
     let format = match opts.format {
         Some(f) => f,
         None => detect_format(path)?,
@@ -169,7 +197,9 @@ pub fn open(path: &Path, columns: &[String], opts: &ReadOptions) -> Result<Box<d
     match format {
         Format::Parquet => Ok(Box::new(parquet::ParquetSource::open(path, columns)?)),
         Format::Csv | Format::Tsv => {
-            let delimiter = opts.delimiter.unwrap_or(if format == Format::Tsv { b'\t' } else { b',' });
+            let delimiter =
+                opts.delimiter
+                    .unwrap_or(if format == Format::Tsv { b'\t' } else { b',' });
             Ok(Box::new(csv::CsvSource::open(path, columns, delimiter)?))
         }
     }
@@ -179,7 +209,10 @@ fn detect_format(path: &Path) -> Result<Format, SourceError> {
     if path.as_os_str() == "-" {
         return Ok(Format::Csv);
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
     if name.ends_with(".parquet") || name.ends_with(".pq") {
         Ok(Format::Parquet)
@@ -188,17 +221,26 @@ fn detect_format(path: &Path) -> Result<Format, SourceError> {
     } else if name.ends_with(".csv") || name.ends_with(".txt") {
         Ok(Format::Csv)
     } else {
-        Err(SourceError::UnknownFormat { path: path.to_path_buf() })
+        Err(SourceError::UnknownFormat {
+            path: path.to_path_buf(),
+        })
     }
 }
 
 /// Resolves projected column names against a header: index per requested column, or the list of
 /// missing names. Header names are compared after trimming spaces (and a UTF-8 BOM on the first).
-pub fn resolve_columns(path: &Path, headers: &[String], columns: &[String]) -> Result<Vec<usize>, SourceError> {
+pub fn resolve_columns(
+    path: &Path,
+    headers: &[String],
+    columns: &[String],
+) -> Result<Vec<usize>, SourceError> {
     let mut idx = Vec::with_capacity(columns.len());
     let mut missing = Vec::new();
     for c in columns {
-        match headers.iter().position(|h| h.trim_start_matches('\u{feff}').trim() == c.as_str()) {
+        match headers
+            .iter()
+            .position(|h| h.trim_start_matches('\u{feff}').trim() == c.as_str())
+        {
             Some(i) => idx.push(i),
             None => missing.push(c.clone()),
         }
@@ -206,6 +248,10 @@ pub fn resolve_columns(path: &Path, headers: &[String], columns: &[String]) -> R
     if missing.is_empty() {
         Ok(idx)
     } else {
-        Err(SourceError::MissingColumns { path: path.to_path_buf(), missing, found: headers.to_vec() })
+        Err(SourceError::MissingColumns {
+            path: path.to_path_buf(),
+            missing,
+            found: headers.to_vec(),
+        })
     }
 }

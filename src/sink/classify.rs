@@ -1,0 +1,418 @@
+//! PURE: one classifier turns Meta's answer (or a transport failure) into what to do next
+//! (capi-spec.md §4). The same verdict drives retries, slowing down, bisection and stopping.
+
+use std::time::Duration;
+
+/// Meta's error, as far as the answer tells it. Never holds a secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GraphError {
+    pub http_status: Option<u16>,
+    pub code: Option<i64>,
+    pub subcode: Option<i64>,
+    /// `error_user_msg` when present (meant for people), else `message`, else ours.
+    pub message: String,
+    pub fbtrace_id: Option<String>,
+}
+
+/// Why the run must stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FatalKind {
+    /// Token invalid or expired (190, 102, OAuthException without subcode).
+    Auth,
+    /// The token lacks a permission (3, 10, 200-299).
+    Permission,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Accepted: `events_received` matched the batch size.
+    Success { fbtrace_id: Option<String> },
+    /// Transient: try the same request again after a backoff (`after` from the answer wins).
+    Retry {
+        after: Option<Duration>,
+        error: GraphError,
+    },
+    /// Throttled: the whole dataset waits, then tries again.
+    Throttle {
+        after: Option<Duration>,
+        error: GraphError,
+    },
+    /// Invalid data: do not resend as is; split the batch to isolate the bad events.
+    Split { error: GraphError },
+    /// Nothing further can succeed: stop the run.
+    Fatal { kind: FatalKind, error: GraphError },
+    /// The request was written but no answer came: it may have been delivered. Never resent.
+    Unknown { error: GraphError },
+}
+
+/// How a request failed before an HTTP answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// The connection could not be made: the request never left. Safe to retry.
+    ConnectFailed,
+    /// Timed out, or the connection dropped after (part of) the request was written.
+    NoAnswer,
+}
+
+/// Headers the classifier reads.
+#[derive(Clone, Debug, Default)]
+pub struct Headers {
+    pub retry_after: Option<String>,
+    pub business_use_case_usage: Option<String>,
+    pub app_usage: Option<String>,
+}
+
+/// Classifies a transport failure.
+pub fn classify_transport(t: Transport, detail: &str) -> Action {
+    match t {
+        Transport::ConnectFailed => Action::Retry {
+            after: None,
+            error: GraphError {
+                message: format!("cannot connect: {detail}"),
+                ..Default::default()
+            },
+        },
+        Transport::NoAnswer => Action::Unknown {
+            error: GraphError {
+                message: format!("no answer: {detail}"),
+                ..Default::default()
+            },
+        },
+    }
+}
+
+/// Classifies an HTTP answer to a request that carried `sent` events.
+pub fn classify(status: u16, headers: &Headers, body: &[u8], sent: usize) -> Action {
+    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    if (200..300).contains(&status) {
+        let received = json
+            .as_ref()
+            .and_then(|j| j.get("events_received"))
+            .and_then(serde_json::Value::as_u64);
+        let fbtrace_id = json
+            .as_ref()
+            .and_then(|j| j.get("fbtrace_id"))
+            .and_then(|v| v.as_str())
+            .map(String::from);
+        return match received {
+            Some(n) if n as usize == sent => Action::Success { fbtrace_id },
+            other => Action::Split {
+                error: GraphError {
+                    http_status: Some(status),
+                    message: match other {
+                        Some(n) => format!("Meta received {n} of {sent} events"),
+                        None => "success answer without `events_received`".to_string(),
+                    },
+                    fbtrace_id,
+                    ..Default::default()
+                },
+            },
+        };
+    }
+    let err = json.as_ref().and_then(|j| j.get("error"));
+    let code = err
+        .and_then(|e| e.get("code"))
+        .and_then(serde_json::Value::as_i64);
+    let subcode = err
+        .and_then(|e| e.get("error_subcode"))
+        .and_then(serde_json::Value::as_i64);
+    let is_transient = err
+        .and_then(|e| e.get("is_transient"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let kind = err
+        .and_then(|e| e.get("type"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let text = |k: &str| {
+        err.and_then(|e| e.get(k))
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+    };
+    let message = text("error_user_msg")
+        .or_else(|| text("message"))
+        .unwrap_or_else(|| {
+            let b = String::from_utf8_lossy(body);
+            let b: String = b.chars().take(200).collect();
+            format!("HTTP {status}: {b}")
+        });
+    let error = GraphError {
+        http_status: Some(status),
+        code,
+        subcode,
+        message,
+        fbtrace_id: text("fbtrace_id"),
+    };
+    let after = retry_after(headers);
+
+    match code {
+        Some(4 | 17 | 32 | 341 | 368 | 613 | 80000..=80014) => {
+            return Action::Throttle { after, error };
+        }
+        Some(190 | 102) => {
+            return Action::Fatal {
+                kind: FatalKind::Auth,
+                error,
+            };
+        }
+        Some(3 | 10 | 200..=299) => {
+            return Action::Fatal {
+                kind: FatalKind::Permission,
+                error,
+            };
+        }
+        Some(1 | 2) => return Action::Retry { after, error },
+        _ => {}
+    }
+    if status == 429 {
+        return Action::Throttle { after, error };
+    }
+    if is_transient || status >= 500 {
+        return Action::Retry { after, error };
+    }
+    if kind == "OAuthException" && subcode.is_none() && code.is_none() {
+        return Action::Fatal {
+            kind: FatalKind::Auth,
+            error,
+        };
+    }
+    if status == 401 {
+        return Action::Fatal {
+            kind: FatalKind::Auth,
+            error,
+        };
+    }
+    Action::Split { error }
+}
+
+/// `Retry-After` (seconds) or the longest `estimated_time_to_regain_access` (minutes).
+pub fn retry_after(h: &Headers) -> Option<Duration> {
+    let ra = h
+        .retry_after
+        .as_deref()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let regain = h.business_use_case_usage.as_deref().and_then(|v| {
+        let j: serde_json::Value = serde_json::from_str(v).ok()?;
+        let mut best: Option<u64> = None;
+        for entries in j.as_object()?.values() {
+            for e in entries.as_array()? {
+                if let Some(m) = e
+                    .get("estimated_time_to_regain_access")
+                    .and_then(serde_json::Value::as_u64)
+                {
+                    best = Some(best.map_or(m, |b| b.max(m)));
+                }
+            }
+        }
+        best.filter(|m| *m > 0).map(|m| Duration::from_secs(m * 60))
+    });
+    match (ra, regain) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Highest usage percentage in the usage headers (0-100+), to pace down before Meta throttles.
+pub fn usage_percent(h: &Headers) -> Option<f64> {
+    let mut best: Option<f64> = None;
+    let mut see = |v: &serde_json::Value| {
+        for k in ["call_count", "total_cputime", "total_time"] {
+            if let Some(x) = v.get(k).and_then(serde_json::Value::as_f64) {
+                best = Some(best.map_or(x, |b: f64| b.max(x)));
+            }
+        }
+    };
+    if let Some(j) = h
+        .app_usage
+        .as_deref()
+        .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+    {
+        see(&j);
+    }
+    if let Some(j) = h
+        .business_use_case_usage
+        .as_deref()
+        .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+        && let Some(o) = j.as_object()
+    {
+        for entries in o.values() {
+            for e in entries.as_array().into_iter().flatten() {
+                see(e);
+            }
+        }
+    }
+    best
+}
+
+/// The user-facing message for a fatal error, naming what to fix.
+pub fn fatal_message(kind: FatalKind, e: &GraphError) -> String {
+    let code = e
+        .code
+        .map(|c| {
+            format!(
+                " (code {c}{})",
+                e.subcode
+                    .map(|s| format!(", subcode {s}"))
+                    .unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    match kind {
+        FatalKind::Auth => format!(
+            "Meta refused the access token{code}: {}\n  hint: create a new system-user token and put it in `MSGCAPI_ACCESS_TOKEN` or `--access-token-file`",
+            e.message
+        ),
+        FatalKind::Permission => format!(
+            "the access token lacks a permission{code}: {}\n  hint: grant `page_events` (Messenger), `whatsapp_business_manage_events` and `whatsapp_business_management` (WhatsApp) or `instagram_manage_events` (Instagram) to the token's user",
+            e.message
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(code: i64, sub: Option<i64>, transient: bool) -> Vec<u8> {
+        let mut e = serde_json::json!({"message": "m", "type": "OAuthException", "code": code, "fbtrace_id": "F"});
+        if let Some(s) = sub {
+            e["error_subcode"] = s.into();
+        }
+        if transient {
+            e["is_transient"] = true.into();
+        }
+        serde_json::to_vec(&serde_json::json!({ "error": e })).unwrap()
+    }
+
+    fn h() -> Headers {
+        Headers::default()
+    }
+
+    #[test]
+    fn success_needs_the_full_count() {
+        let ok = br#"{"events_received": 3, "messages": [], "fbtrace_id": "abc"}"#;
+        assert_eq!(
+            classify(200, &h(), ok, 3),
+            Action::Success {
+                fbtrace_id: Some("abc".into())
+            }
+        );
+        assert!(matches!(classify(200, &h(), ok, 4), Action::Split { .. }));
+        assert!(matches!(
+            classify(200, &h(), b"not json", 1),
+            Action::Split { .. }
+        ));
+    }
+
+    #[test]
+    fn the_table() {
+        for (status, code, sub, tr, want) in [
+            (500, 1, None, false, "retry"),
+            (503, 2, None, true, "retry"),
+            (500, 9999, None, false, "retry"),
+            (400, 555, None, true, "retry"),
+            (400, 4, None, false, "throttle"),
+            (400, 17, None, false, "throttle"),
+            (403, 32, None, false, "throttle"),
+            (400, 613, None, false, "throttle"),
+            (400, 80004, None, false, "throttle"),
+            (429, 0, None, false, "throttle"),
+            (400, 190, Some(463), false, "auth"),
+            (400, 102, None, false, "auth"),
+            (403, 10, None, false, "perm"),
+            (403, 200, None, false, "perm"),
+            (403, 3, None, false, "perm"),
+            (400, 100, Some(2_804_003), false, "split"),
+            (400, 100, None, false, "split"),
+            (404, 803, None, false, "split"),
+        ] {
+            let a = classify(status, &h(), &body(code, sub, tr), 1);
+            let got = match a {
+                Action::Retry { .. } => "retry",
+                Action::Throttle { .. } => "throttle",
+                Action::Fatal {
+                    kind: FatalKind::Auth,
+                    ..
+                } => "auth",
+                Action::Fatal {
+                    kind: FatalKind::Permission,
+                    ..
+                } => "perm",
+                Action::Split { .. } => "split",
+                _ => "other",
+            };
+            assert_eq!(got, want, "HTTP {status} code {code}");
+        }
+    }
+
+    #[test]
+    fn meta_s_own_words_are_kept() {
+        let b = br#"{"error":{"message":"Invalid parameter","type":"OAuthException","code":100,"error_subcode":2804003,"error_user_title":"Event Timestamp Too Old","error_user_msg":"The timestamp for this event is too far in the past.","fbtrace_id":"AXyz"}}"#;
+        let Action::Split { error } = classify(400, &h(), b, 2) else {
+            panic!("split")
+        };
+        assert_eq!(
+            error,
+            GraphError {
+                http_status: Some(400),
+                code: Some(100),
+                subcode: Some(2_804_003),
+                message: "The timestamp for this event is too far in the past.".into(),
+                fbtrace_id: Some("AXyz".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn retry_after_and_regain_access() {
+        let hd = Headers {
+            retry_after: Some("7".into()),
+            ..h()
+        };
+        assert_eq!(retry_after(&hd), Some(Duration::from_secs(7)));
+        let hd = Headers {
+            business_use_case_usage: Some(
+                r#"{"123":[{"type":"x","call_count":100,"estimated_time_to_regain_access":2}]}"#
+                    .into(),
+            ),
+            ..h()
+        };
+        assert_eq!(retry_after(&hd), Some(Duration::from_secs(120)));
+        assert_eq!(usage_percent(&hd), Some(100.0));
+        let hd = Headers {
+            app_usage: Some(r#"{"call_count":85,"total_cputime":10,"total_time":12}"#.into()),
+            ..h()
+        };
+        assert_eq!(usage_percent(&hd), Some(85.0));
+        assert_eq!(retry_after(&h()), None);
+    }
+
+    #[test]
+    fn transport() {
+        assert!(matches!(
+            classify_transport(Transport::ConnectFailed, "refused"),
+            Action::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_transport(Transport::NoAnswer, "timeout"),
+            Action::Unknown { .. }
+        ));
+    }
+
+    #[test]
+    fn fatal_messages_name_the_fix() {
+        let e = GraphError {
+            code: Some(10),
+            message: "Permission denied".into(),
+            ..Default::default()
+        };
+        let m = fatal_message(FatalKind::Permission, &e);
+        assert!(
+            m.contains("page_events")
+                && m.contains("instagram_manage_events")
+                && m.contains("code 10")
+        );
+    }
+}

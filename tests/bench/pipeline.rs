@@ -1,0 +1,290 @@
+//! `cargo bench`: generates its own inputs, runs the release binary, prints rows/s and peak RSS.
+//!
+//! Scenarios (sizes via env, defaults in parentheses):
+//! - validate a CSV of `BENCH_ROWS` (1,000,000) rows;
+//! - validate a CSV of `BENCH_BIG_ROWS` (10,000,000) rows, for peak memory (0 skips it);
+//! - send `BENCH_SEND_ROWS` (1,000,000) events to the emulator with no latency, with and without
+//!   the state ledger; and `BENCH_LATENCY_ROWS` (100,000) with 200 ms latency at concurrency 4, 16.
+//!
+//! Not a timed test: it asserts nothing about speed, it measures. Numbers go in README.md.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const NOW: &str = "2026-11-20T12:00:00Z";
+const NOW_UNIX: i64 = 1_795_176_000;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_msgcapi"))
+}
+
+/// A mixed export with the columns of mappings/mixed.yaml; ~2 % duplicates, ~3 % bad rows.
+fn generate(path: &Path, rows: usize) -> std::io::Result<u64> {
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(
+        w,
+        "chan,stage,occurred_at,conv_id,dataset,waba_id,click_id,page_id,psid,ig_account,igsid,email,phone,amount,currency,order_ref"
+    )?;
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for i in 0..rows {
+        let r = next();
+        let id = if r % 50 == 0 && i > 0 {
+            (r as usize >> 8) % i
+        } else {
+            i
+        };
+        let t = NOW_UNIX - 3600 - ((id as i64 * 7919) % (5 * 86400));
+        let ts = chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        let stage = ["paid", "lead", "cart", "shipped"][id % 4];
+        let amount = if r % 33 == 0 {
+            "n/a".to_string()
+        } else {
+            format!("{}.{:02}", id % 500, id % 100)
+        };
+        match id % 3 {
+            0 => writeln!(
+                w,
+                "WA,{stage},{ts},wa-{id},1234567890,102290129340398,ARAkLkA8rmlFeiCk-{id},,,,,user{id}@example.com,+55 11 9{:08},{amount},BRL,ORD-{id}",
+                id % 100_000_000
+            )?,
+            1 => writeln!(
+                w,
+                "FB,{stage},{ts},fb-{id},1234567891,,,109876543210987,67890{id:010},,,,,{amount},USD,ORD-{id}"
+            )?,
+            _ => writeln!(
+                w,
+                "IG,{stage},{ts},ig-{id},1234567892,,,,,17841400123456789,555{id:010},,,{amount},EUR,"
+            )?,
+        }
+    }
+    w.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+struct Run {
+    secs: f64,
+    rows: u64,
+    peak_rss_mb: f64,
+    summary: serde_json::Value,
+}
+
+fn run(args: &[&str], envs: &[(&str, &str)], dir: &Path) -> Run {
+    let summary = dir.join("summary.json");
+    let mut c = Command::new(bin());
+    c.args(args).args([
+        "--summary-json",
+        summary.to_str().unwrap_or_default(),
+        "--quiet",
+        "--report",
+        dir.join("report.csv").to_str().unwrap_or_default(),
+    ]);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let start = Instant::now();
+    let status = c.stdin(Stdio::null()).status().expect("run msgcapi");
+    let secs = start.elapsed().as_secs_f64();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap_or_default())
+            .unwrap_or_default();
+    assert!(
+        status.code().is_some_and(|c| c <= 1),
+        "msgcapi failed: {status}"
+    );
+    Run {
+        secs,
+        rows: s["rows"].as_u64().unwrap_or(0),
+        peak_rss_mb: s["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        summary: s,
+    }
+}
+
+struct Emulator(std::process::Child, String);
+
+impl Emulator {
+    fn start(extra: &[&str], record: &Path) -> Emulator {
+        let mut child = Command::new(bin())
+            .args([
+                "emulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--now",
+                NOW,
+                "--record",
+                record.to_str().unwrap_or_default(),
+            ])
+            .args(extra)
+            .env("MSGCAPI_EMULATOR_TOKEN", "bench-token")
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start emulator");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout");
+        BufReader::new(out).read_line(&mut line).expect("address");
+        Emulator(child, line.trim().to_string())
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    // `cargo bench -- --list` and libtest flags: nothing to list.
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mapping = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/mixed.yaml");
+    let mapping = mapping.to_str().unwrap_or_default();
+    let d = dir.path();
+    println!(
+        "msgcapi bench — {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+
+    let rows = env_usize("BENCH_ROWS", 1_000_000);
+    let csv = d.join("in.csv");
+    let bytes = generate(&csv, rows).expect("generate input");
+    let r = run(
+        &[
+            "validate",
+            "--mapping",
+            mapping,
+            "--now",
+            NOW,
+            csv.to_str().unwrap_or_default(),
+        ],
+        &[],
+        d,
+    );
+    println!(
+        "validate  {:>10} rows  {:>6.1} MB  {:>6.2} s  {:>10.0} rows/s  peak RSS {:>6.1} MB",
+        r.rows,
+        bytes as f64 / 1e6,
+        r.secs,
+        r.rows as f64 / r.secs,
+        r.peak_rss_mb
+    );
+
+    let big = env_usize("BENCH_BIG_ROWS", 10_000_000);
+    if big > 0 {
+        let csv_big = d.join("big.csv");
+        let bytes = generate(&csv_big, big).expect("generate big input");
+        let r = run(
+            &[
+                "validate",
+                "--mapping",
+                mapping,
+                "--now",
+                NOW,
+                csv_big.to_str().unwrap_or_default(),
+            ],
+            &[],
+            d,
+        );
+        println!(
+            "validate  {:>10} rows  {:>6.1} MB  {:>6.2} s  {:>10.0} rows/s  peak RSS {:>6.1} MB",
+            r.rows,
+            bytes as f64 / 1e6,
+            r.secs,
+            r.rows as f64 / r.secs,
+            r.peak_rss_mb
+        );
+        let _ = std::fs::remove_file(csv_big);
+    }
+
+    let token = [("MSGCAPI_ACCESS_TOKEN", "bench-token")];
+    let send_rows = env_usize("BENCH_SEND_ROWS", 1_000_000);
+    let send_csv = d.join("send.csv");
+    generate(&send_csv, send_rows).expect("generate send input");
+    for with_state in [false, true] {
+        let record = d.join(format!("rec-{with_state}.jsonl"));
+        let emu = Emulator::start(&[], &record);
+        let state = d.join("state.redb");
+        let _ = std::fs::remove_file(&state);
+        let mut args = vec![
+            "send",
+            "--mapping",
+            mapping,
+            "--now",
+            NOW,
+            "--endpoint",
+            &emu.1,
+            "--concurrency",
+            "4",
+        ];
+        if with_state {
+            args.extend(["--state", state.to_str().unwrap_or_default()]);
+        }
+        args.push(send_csv.to_str().unwrap_or_default());
+        let r = run(&args, &token, d);
+        let sent = r.summary["by_status"]["sent"].as_u64().unwrap_or(0);
+        println!(
+            "send      {:>10} rows  {:>10} sent  {:>6.2} s  {:>10.0} events/s  peak RSS {:>6.1} MB  (no latency, concurrency 4{})",
+            r.rows,
+            sent,
+            r.secs,
+            sent as f64 / r.secs,
+            r.peak_rss_mb,
+            if with_state { ", --state" } else { "" }
+        );
+    }
+
+    let lat_rows = env_usize("BENCH_LATENCY_ROWS", 100_000);
+    let lat_csv = d.join("lat.csv");
+    generate(&lat_csv, lat_rows).expect("generate latency input");
+    for conc in ["4", "16"] {
+        let record = d.join(format!("lat-{conc}.jsonl"));
+        let emu = Emulator::start(&["--latency-ms", "200"], &record);
+        let r = run(
+            &[
+                "send",
+                "--mapping",
+                mapping,
+                "--now",
+                NOW,
+                "--endpoint",
+                &emu.1,
+                "--concurrency",
+                conc,
+                lat_csv.to_str().unwrap_or_default(),
+            ],
+            &token,
+            d,
+        );
+        let sent = r.summary["by_status"]["sent"].as_u64().unwrap_or(0);
+        println!(
+            "send      {:>10} rows  {:>10} sent  {:>6.2} s  {:>10.0} events/s  (200 ms latency, concurrency {conc})",
+            r.rows,
+            sent,
+            r.secs,
+            sent as f64 / r.secs
+        );
+    }
+}

@@ -1,0 +1,554 @@
+//! `msgcapi send` against the real emulator process on loopback: retries, throttling, unknown
+//! outcomes, bisection, dead tokens, rate limits, Ctrl-C, and secrets.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// Runs send with TOKEN in the environment.
+fn send(w: &Workdir, emu: &Emulator, input: &str, extra: &[&str]) -> std::process::Output {
+    let m = w.copy("mappings/mixed.yaml");
+    let mut args = vec![
+        "send",
+        "--mapping",
+        m.to_str().unwrap_or_default(),
+        "--now",
+        NOW,
+        "--endpoint",
+        emu.url.as_str(),
+        "--report",
+        "report.csv",
+        "--summary-json",
+        "summary.json",
+        "--backoff-base-ms",
+        "20",
+    ];
+    args.extend_from_slice(extra);
+    args.push(input);
+    w.cmd(&args)
+        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run send")
+}
+
+fn log_lines(w: &Workdir) -> Vec<serde_json::Value> {
+    jsonl(&w.path("requests.jsonl"))
+}
+
+#[test]
+fn samples_are_delivered_and_every_row_is_reported() {
+    let w = Workdir::new();
+    w.copy("samples/mixed.csv");
+    let emu = Emulator::start(&w, &["--record", "rec.jsonl"]);
+    let out = send(&w, &emu, "mixed.csv", &[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let rows = report_rows(&w.read("report.csv"));
+    assert_eq!(rows.len(), 18);
+    let s = statuses(&rows);
+    assert_eq!(s.get("sent"), Some(&8), "{s:?}\n{}", w.read("report.csv"));
+    let rec = recorded_ids(&w.path("rec.jsonl"));
+    assert_eq!(rec.len(), 8);
+    assert!(rec.values().all(|n| *n == 1));
+    for r in rows.iter().filter(|r| &r[3] == "sent") {
+        assert!(
+            !r[10].is_empty() && &r[11] == "1" && &r[12] == "200" && !r[15].is_empty(),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn every_event_arrives_once_under_500s_throttling_and_latency() {
+    for (faults, label) in [
+        (
+            vec![
+                "--fail-rate",
+                "0.3",
+                "--seed",
+                "11",
+                "--latency-ms",
+                "0..30",
+            ],
+            "30% 500s",
+        ),
+        (
+            vec![
+                "--throttle-rate",
+                "0.3",
+                "--throttle-http",
+                "400",
+                "--retry-after",
+                "0",
+                "--seed",
+                "5",
+            ],
+            "throttled as 400",
+        ),
+        (
+            vec![
+                "--throttle-rate",
+                "0.3",
+                "--throttle-http",
+                "429",
+                "--retry-after",
+                "0",
+                "--seed",
+                "6",
+            ],
+            "throttled as 429",
+        ),
+    ] {
+        let w = Workdir::new();
+        w.write("in.csv", &valid_csv(600, "e"));
+        let mut args = vec!["--record", "rec.jsonl"];
+        args.extend(faults.iter().copied());
+        let emu = Emulator::start(&w, &args);
+        let out = send(
+            &w,
+            &emu,
+            "in.csv",
+            &["--batch-size", "50", "--max-retries", "12"],
+        );
+        assert_eq!(code(&out), 0, "{label}: {}", stderr(&out));
+        let rows = report_rows(&w.read("report.csv"));
+        assert_eq!(rows.len(), 600, "{label}");
+        assert_eq!(statuses(&rows).get("sent"), Some(&600), "{label}");
+        let rec = recorded_ids(&w.path("rec.jsonl"));
+        assert_eq!(rec.len(), 600, "{label}");
+        assert!(
+            rec.values().all(|n| *n == 1),
+            "{label}: an event arrived twice"
+        );
+        assert!(
+            rows.iter().any(|r| r[11].parse::<u32>().unwrap_or(0) > 1),
+            "{label}: some rows needed retries"
+        );
+    }
+}
+
+#[test]
+fn dropped_connections_make_exactly_those_events_unknown_and_never_resent() {
+    let w = Workdir::new();
+    w.write("in.csv", &valid_csv(500, "d"));
+    let emu = Emulator::start(
+        &w,
+        &[
+            "--record",
+            "rec.jsonl",
+            "--log-requests",
+            "requests.jsonl",
+            "--drop-rate",
+            "0.3",
+            "--seed",
+            "3",
+        ],
+    );
+    let out = send(&w, &emu, "in.csv", &["--batch-size", "50"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let rows = report_rows(&w.read("report.csv"));
+    assert_eq!(rows.len(), 500);
+    let rec = recorded_ids(&w.path("rec.jsonl"));
+    assert!(rec.values().all(|n| *n == 1), "at most once");
+    let sent: HashSet<String> = ids_with_status(&rows, "sent").into_iter().collect();
+    let unknown: HashSet<String> = ids_with_status(&rows, "unknown").into_iter().collect();
+    assert!(!unknown.is_empty(), "the seed drops some requests");
+    assert_eq!(sent.len() + unknown.len(), 500);
+    let recorded: HashSet<String> = rec.keys().cloned().collect();
+    assert_eq!(
+        recorded, sent,
+        "exactly the sent events arrived; the unknown ones did not"
+    );
+    let dropped_events: u64 = log_lines(&w)
+        .iter()
+        .filter(|l| l["dropped"] == true)
+        .map(|l| l["events"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        dropped_events as usize,
+        unknown.len(),
+        "unknown == the events of the dropped requests"
+    );
+}
+
+#[test]
+fn bisection_isolates_three_poisoned_events_in_a_thousand() {
+    let w = Workdir::new();
+    let mut csv = valid_csv(1000, "ok");
+    for i in [17, 500, 999] {
+        csv = csv.replace(&format!(",ok{i},"), &format!(",poison{i},"));
+    }
+    w.write("in.csv", &csv);
+    let emu = Emulator::start(
+        &w,
+        &[
+            "--record",
+            "rec.jsonl",
+            "--log-requests",
+            "requests.jsonl",
+            "--reject-event-id",
+            "^poison",
+        ],
+    );
+    // One dataset so the thousand events share one batch.
+    let csv1: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                l.to_string()
+            } else {
+                l.replacen(",1234567891,", ",1234567890,", 1).replacen(
+                    ",1234567892,",
+                    ",1234567890,",
+                    1,
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    w.write("in.csv", &(csv1 + "\n"));
+    let out = send(&w, &emu, "in.csv", &[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let rows = report_rows(&w.read("report.csv"));
+    let failed = ids_with_status(&rows, "failed");
+    assert_eq!(failed, ["poison17", "poison500", "poison999"]);
+    for r in rows.iter().filter(|r| &r[3] == "failed") {
+        assert_eq!(&r[13], "100", "Meta's code on the failed row");
+        assert!(
+            !r[14].is_empty() && !r[4].is_empty(),
+            "subcode and Meta's message: {r:?}"
+        );
+    }
+    assert_eq!(statuses(&rows).get("sent"), Some(&997));
+    assert_eq!(recorded_ids(&w.path("rec.jsonl")).len(), 997);
+    let requests = log_lines(&w).len();
+    // k bad events in n: at most 1 + 2·k·⌈log2 n⌉ requests.
+    assert!(
+        requests <= 1 + 2 * 3 * 10,
+        "{requests} requests is not logarithmic"
+    );
+}
+
+#[test]
+fn a_token_that_expires_mid_run_stops_it_with_exit_3() {
+    let w = Workdir::new();
+    w.write("in.csv", &valid_csv(1000, "t"));
+    let emu = Emulator::start(
+        &w,
+        &[
+            "--record",
+            "rec.jsonl",
+            "--log-requests",
+            "requests.jsonl",
+            "--expire-token-after",
+            "3",
+            "--latency-ms",
+            "20",
+        ],
+    );
+    let out = send(
+        &w,
+        &emu,
+        "in.csv",
+        &["--batch-size", "25", "--concurrency", "2"],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("190") || err.to_lowercase().contains("token"),
+        "{err}"
+    );
+    let rows = report_rows(&w.read("report.csv"));
+    assert_eq!(rows.len(), 1000, "every row is reported");
+    let s = statuses(&rows);
+    assert_eq!(
+        s.get("sent").copied().unwrap_or(0),
+        recorded_ids(&w.path("rec.jsonl")).len()
+    );
+    assert!(s.get("not_attempted").copied().unwrap_or(0) >= 800, "{s:?}");
+    assert_eq!(s.get("unknown"), None, "{s:?}");
+    let requests = log_lines(&w).len();
+    assert!(
+        requests <= 3 + 2 + 2,
+        "stopped within one round of in-flight requests: {requests}"
+    );
+}
+
+#[test]
+fn rate_flag_is_honoured_at_the_emulator() {
+    let w = Workdir::new();
+    w.write(
+        "in.csv",
+        &valid_csv(60, "r")
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 {
+                    l.to_string()
+                } else {
+                    l.replacen(",1234567891,", ",1234567890,", 1).replacen(
+                        ",1234567892,",
+                        ",1234567890,",
+                        1,
+                    )
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let emu = Emulator::start(&w, &["--log-requests", "requests.jsonl"]);
+    let start = Instant::now();
+    let out = send(
+        &w,
+        &emu,
+        "in.csv",
+        &["--batch-size", "4", "--rate", "5", "--concurrency", "8"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let times: Vec<f64> = log_lines(&w)
+        .iter()
+        .filter_map(|l| l["t"].as_f64())
+        .collect();
+    assert_eq!(times.len(), 15);
+    let span = times.iter().cloned().fold(f64::MIN, f64::max)
+        - times.iter().cloned().fold(f64::MAX, f64::min);
+    // 15 requests at 5/s with a burst of at most 5: at least 10 paced intervals of 0.2 s.
+    assert!(span >= 1.8, "15 requests took only {span:.2}s at --rate 5");
+    assert!(start.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn sigint_mid_run_writes_the_full_report_and_exits_130() {
+    let w = Workdir::new();
+    w.write("in.csv", &valid_csv(1500, "s"));
+    let emu = Emulator::start(&w, &["--record", "rec.jsonl", "--latency-ms", "300"]);
+    let m = w.copy("mappings/mixed.yaml");
+    let child = w
+        .cmd(&[
+            "send",
+            "--mapping",
+            m.to_str().unwrap(),
+            "--now",
+            NOW,
+            "--endpoint",
+            &emu.url,
+            "--report",
+            "report.csv",
+            "--batch-size",
+            "25",
+            "--concurrency",
+            "2",
+            "in.csv",
+        ])
+        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    let rows = report_rows(&w.read("report.csv"));
+    assert_eq!(rows.len(), 1500, "the full report");
+    let s = statuses(&rows);
+    assert!(s.get("not_attempted").copied().unwrap_or(0) > 0, "{s:?}");
+    let reported: HashSet<String> = ids_with_status(&rows, "sent")
+        .into_iter()
+        .chain(ids_with_status(&rows, "unknown"))
+        .collect();
+    for id in recorded_ids(&w.path("rec.jsonl")).keys() {
+        assert!(
+            reported.contains(id),
+            "{id} arrived at the emulator but the report does not say sent/unknown"
+        );
+    }
+}
+
+#[test]
+fn secrets_never_appear_in_any_output() {
+    let w = Workdir::new();
+    w.copy("samples/mixed.csv");
+    let app_secret = "app-secret-5e5e5e5e";
+    w.write("app_secret.txt", app_secret);
+    let emu = Emulator::start(
+        &w,
+        &["--record", "rec.jsonl", "--log-requests", "requests.jsonl"],
+    );
+    let out = send(
+        &w,
+        &emu,
+        "mixed.csv",
+        &[
+            "--app-secret-file",
+            "app_secret.txt",
+            "--emit-payloads",
+            "payloads",
+            "--report-format",
+            "csv",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let mut outputs = vec![
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr(&out),
+        w.read("report.csv"),
+        w.read("summary.json"),
+    ];
+    for e in std::fs::read_dir(w.path("payloads")).unwrap() {
+        outputs.push(std::fs::read_to_string(e.unwrap().path()).unwrap());
+    }
+    for o in &outputs {
+        assert!(!o.contains(TOKEN), "token leaked: {o}");
+        assert!(!o.contains(app_secret), "app secret leaked: {o}");
+    }
+    // A dead token: the error message must not echo it either.
+    let emu2 = Emulator::start(&w, &[]);
+    let m = w.copy("mappings/mixed.yaml");
+    let out = w
+        .cmd(&[
+            "send",
+            "--mapping",
+            m.to_str().unwrap(),
+            "--now",
+            NOW,
+            "--endpoint",
+            &emu2.url,
+            "--report",
+            "r2.csv",
+            "mixed.csv",
+        ])
+        .env("MSGCAPI_ACCESS_TOKEN", "EAAB-wrong-token-123")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3);
+    assert!(
+        !stderr(&out).contains("EAAB-wrong-token-123")
+            && !w.read("r2.csv").contains("EAAB-wrong-token-123")
+    );
+}
+
+#[test]
+fn no_token_is_a_usage_error_and_argv_tokens_are_refused() {
+    let w = Workdir::new();
+    w.copy("samples/mixed.csv");
+    let m = w.copy("mappings/mixed.yaml");
+    let out = w.run(&[
+        "send",
+        "--mapping",
+        m.to_str().unwrap(),
+        "--now",
+        NOW,
+        "mixed.csv",
+    ]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("MSGCAPI_ACCESS_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
+    let out = w.run(&[
+        "send",
+        "--access-token",
+        "x",
+        "--mapping",
+        m.to_str().unwrap(),
+        "mixed.csv",
+    ]);
+    assert_eq!(code(&out), 2, "there is no --access-token flag");
+}
+
+#[test]
+fn send_with_the_builtin_emulator_runs_offline() {
+    let w = Workdir::new();
+    w.copy("samples/mixed.csv");
+    let m = w.copy("mappings/mixed.yaml");
+    let out = w.run(&[
+        "send",
+        "--emulator",
+        "--mapping",
+        m.to_str().unwrap(),
+        "--now",
+        NOW,
+        "--report",
+        "r.csv",
+        "mixed.csv",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(
+        statuses(&report_rows(&w.read("r.csv"))).get("sent"),
+        Some(&8)
+    );
+}
+
+#[test]
+fn max_errors_stops_a_runaway_run() {
+    let w = Workdir::new();
+    let mut csv = valid_csv(400, "m");
+    csv = csv.replace(",m", ",poison");
+    w.write("in.csv", &csv);
+    let emu = Emulator::start(&w, &["--reject-event-id", "^poison"]);
+    let out = send(
+        &w,
+        &emu,
+        "in.csv",
+        &[
+            "--batch-size",
+            "10",
+            "--concurrency",
+            "1",
+            "--max-errors",
+            "5",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let rows = report_rows(&w.read("report.csv"));
+    assert_eq!(rows.len(), 400);
+    let s = statuses(&rows);
+    assert!(s.get("failed").copied().unwrap_or(0) < 40, "{s:?}");
+    assert!(s.get("not_attempted").copied().unwrap_or(0) > 300, "{s:?}");
+}
+
+#[test]
+fn dataset_command_gets_and_creates_ids() {
+    let w = Workdir::new();
+    let emu = Emulator::start(&w, &[]);
+    let get = |extra: &[&str]| {
+        let mut args = vec![
+            "dataset",
+            "--page-id",
+            "109876543210987",
+            "--endpoint",
+            emu.url.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        w.cmd(&args)
+            .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    };
+    let a = get(&[]);
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    let id = String::from_utf8_lossy(&a.stdout).trim().to_string();
+    assert!(
+        !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
+        "{id}"
+    );
+    let b = get(&["--create", "--json"]);
+    assert_eq!(code(&b), 0, "{}", stderr(&b));
+    let j: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&b.stdout).trim()).unwrap();
+    assert!(j.to_string().contains(&id), "{j}");
+    let bad = w
+        .cmd(&["dataset", "--waba-id", "1", "--endpoint", emu.url.as_str()])
+        .env("MSGCAPI_ACCESS_TOKEN", "nope")
+        .output()
+        .unwrap();
+    assert_eq!(code(&bad), 3);
+}

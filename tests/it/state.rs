@@ -1,0 +1,251 @@
+//! The state ledger (`--state`): no double counting across runs, crash safety, one writer.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+fn send_args<'a>(
+    m: &'a str,
+    url: &'a str,
+    report: &'a str,
+    input: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut a = vec![
+        "send",
+        "--mapping",
+        m,
+        "--now",
+        NOW,
+        "--endpoint",
+        url,
+        "--report",
+        report,
+        "--state",
+        "state.db",
+        "--backoff-base-ms",
+        "20",
+    ];
+    a.extend_from_slice(extra);
+    a.push(input);
+    a
+}
+
+fn run_send(w: &Workdir, args: &[&str]) -> std::process::Output {
+    w.cmd(args)
+        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run send")
+}
+
+#[test]
+fn overlapping_exports_in_two_runs_send_each_event_once() {
+    let w = Workdir::new();
+    let all = valid_csv(300, "o");
+    let lines: Vec<&str> = all.lines().collect();
+    // Night 1: rows 0..200. Night 2 re-exports rows 100..300.
+    w.write("night1.csv", &(lines[..201].join("\n") + "\n"));
+    w.write(
+        "night2.csv",
+        &(format!("{}\n{}\n", lines[0], lines[101..].join("\n"))),
+    );
+    let emu = Emulator::start(&w, &["--record", "rec.jsonl"]);
+    let m = w.copy("mappings/mixed.yaml");
+    let m = m.to_str().unwrap();
+    let a = run_send(&w, &send_args(m, &emu.url, "r1.csv", "night1.csv", &[]));
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    // A dry run predicts the overlap.
+    let v = w.run(&[
+        "validate",
+        "--mapping",
+        m,
+        "--now",
+        NOW,
+        "--state",
+        "state.db",
+        "--report",
+        "v.csv",
+        "night2.csv",
+    ]);
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
+    assert_eq!(
+        statuses(&report_rows(&w.read("v.csv"))).get("already_sent"),
+        Some(&100)
+    );
+    let b = run_send(&w, &send_args(m, &emu.url, "r2.csv", "night2.csv", &[]));
+    assert_eq!(code(&b), 0, "{}", stderr(&b));
+    let r2 = report_rows(&w.read("r2.csv"));
+    let s = statuses(&r2);
+    assert_eq!(s.get("already_sent"), Some(&100), "{s:?}");
+    assert_eq!(s.get("sent"), Some(&100), "{s:?}");
+    let already = r2.iter().find(|r| &r[3] == "already_sent").unwrap();
+    assert!(already[4].contains("acknowledged"), "{:?}", already);
+    let rec = recorded_ids(&w.path("rec.jsonl"));
+    assert_eq!(rec.len(), 300);
+    assert!(rec.values().all(|n| *n == 1), "an event arrived twice");
+}
+
+#[test]
+fn kill_9_mid_run_then_rerun_never_double_sends() {
+    let w = Workdir::new();
+    w.write("in.csv", &valid_csv(2000, "k"));
+    let emu = Emulator::start(&w, &["--record", "rec.jsonl", "--latency-ms", "150"]);
+    let m = w.copy("mappings/mixed.yaml");
+    let m = m.to_str().unwrap();
+    let mut child = w
+        .cmd(&send_args(
+            m,
+            &emu.url,
+            "r1.csv",
+            "in.csv",
+            &["--batch-size", "40", "--concurrency", "2"],
+        ))
+        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap(); // SIGKILL: no cleanup at all
+    child.wait().unwrap();
+    let before = recorded_ids(&w.path("rec.jsonl"));
+    assert!(
+        !before.is_empty() && before.len() < 2000,
+        "killed mid-run: {} arrived",
+        before.len()
+    );
+
+    let b = run_send(
+        &w,
+        &send_args(m, &emu.url, "r2.csv", "in.csv", &["--batch-size", "40"]),
+    );
+    assert!(code(&b) <= 1, "{}", stderr(&b));
+    let r2 = report_rows(&w.read("r2.csv"));
+    assert_eq!(r2.len(), 2000, "the rerun's report accounts for every row");
+    let after = recorded_ids(&w.path("rec.jsonl"));
+    assert!(
+        after.values().all(|n| *n == 1),
+        "an acknowledged event was received twice"
+    );
+    let unknown: HashSet<String> = ids_with_status(&r2, "unknown").into_iter().collect();
+    assert!(
+        unknown.len() <= 2 * 40,
+        "only the in-flight batches are unknown: {}",
+        unknown.len()
+    );
+    for i in 0..2000 {
+        let id = format!("k{i}");
+        assert!(
+            after.contains_key(&id) || unknown.contains(&id),
+            "{id} neither arrived nor is reported unknown"
+        );
+    }
+    let s = statuses(&r2);
+    assert_eq!(
+        s.get("already_sent").copied().unwrap_or(0)
+            + s.get("sent").copied().unwrap_or(0)
+            + unknown.len(),
+        2000,
+        "{s:?}"
+    );
+}
+
+#[test]
+fn a_second_run_on_the_same_state_file_fails_at_once() {
+    let w = Workdir::new();
+    w.write("in.csv", &valid_csv(400, "c"));
+    let emu = Emulator::start(&w, &["--latency-ms", "200"]);
+    let m = w.copy("mappings/mixed.yaml");
+    let m = m.to_str().unwrap();
+    let mut first = w
+        .cmd(&send_args(
+            m,
+            &emu.url,
+            "r1.csv",
+            "in.csv",
+            &["--batch-size", "20", "--concurrency", "1"],
+        ))
+        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let t = Instant::now();
+    let second = run_send(&w, &send_args(m, &emu.url, "r2.csv", "in.csv", &[]));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "it must not wait for the lock"
+    );
+    assert_eq!(code(&second), 3, "{}", stderr(&second));
+    assert!(stderr(&second).contains("state.db"), "{}", stderr(&second));
+    let _ = first.kill();
+    let _ = first.wait();
+}
+
+#[test]
+fn a_corrupt_or_foreign_state_file_is_a_clear_error_and_left_alone() {
+    let w = Workdir::new();
+    w.copy("samples/mixed.csv");
+    w.write("state.db", "this is not a ledger\n");
+    let emu = Emulator::start(&w, &["--record", "rec.jsonl"]);
+    let m = w.copy("mappings/mixed.yaml");
+    let out = run_send(
+        &w,
+        &send_args(m.to_str().unwrap(), &emu.url, "r.csv", "mixed.csv", &[]),
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("state.db"), "{}", stderr(&out));
+    assert_eq!(
+        w.read("state.db"),
+        "this is not a ledger\n",
+        "never silently reset"
+    );
+    assert!(
+        recorded_ids(&w.path("rec.jsonl")).is_empty(),
+        "nothing sent"
+    );
+}
+
+#[test]
+fn prune_keeps_what_is_inside_the_window_and_stats_export_work() {
+    let w = Workdir::new();
+    w.copy("samples/mixed.csv");
+    let emu = Emulator::start(&w, &[]);
+    let m = w.copy("mappings/mixed.yaml");
+    let out = run_send(
+        &w,
+        &send_args(m.to_str().unwrap(), &emu.url, "r.csv", "mixed.csv", &[]),
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+
+    let stats = w.run(&["state", "stats", "--state", "state.db", "--json"]);
+    assert_eq!(code(&stats), 0, "{}", stderr(&stats));
+    assert!(
+        String::from_utf8_lossy(&stats.stdout).contains('8'),
+        "{}",
+        String::from_utf8_lossy(&stats.stdout)
+    );
+
+    // Same clock: every entry is inside the window.
+    let p = w.run(&["state", "prune", "--state", "state.db", "--now", NOW]);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    let e = w.run(&["state", "export", "--state", "state.db", "out.csv"]);
+    assert_eq!(code(&e), 0, "{}", stderr(&e));
+    assert_eq!(w.read("out.csv").lines().count(), 1 + 8);
+
+    // Thirty days later nothing can be sent again: all pruned.
+    let p = w.run(&[
+        "state",
+        "prune",
+        "--state",
+        "state.db",
+        "--now",
+        "2026-12-20T12:00:00Z",
+    ]);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    w.run(&["state", "export", "--state", "state.db", "out.csv"]);
+    assert_eq!(w.read("out.csv").lines().count(), 1);
+}

@@ -1,0 +1,194 @@
+//! Test harness: a fresh temp dir per test, the real `msgcapi` binary with a cleared environment,
+//! and a handle on the real emulator process.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The samples' pinned clock: 2026-11-20T12:00:00Z.
+pub const NOW: &str = "2026-11-20T12:00:00Z";
+pub const TOKEN: &str = "EAAB-test-token-9f8e7d6c5b4a";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_msgcapi"))
+}
+
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        Workdir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    }
+
+    /// A command for the binary, run in this dir, environment cleared (PATH kept).
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run msgcapi")
+    }
+
+    /// Copies a file from the repository (e.g. `samples/mixed.csv`) into the work dir.
+    pub fn copy(&self, rel: &str) -> PathBuf {
+        let src = root().join(rel);
+        let dst = self.path(
+            Path::new(rel)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("f"),
+        );
+        std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("copy {rel}: {e}"));
+        dst
+    }
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Report CSV parsed into records (header checked).
+pub fn report_rows(text: &str) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let h = r.headers().expect("report header").clone();
+    assert_eq!(
+        h.iter().collect::<Vec<_>>().join(","),
+        "file,row,line,status,reason,dataset_id,channel,event_name,event_id,event_time,batch,attempts,http_status,error_code,error_subcode,fbtrace_id"
+    );
+    r.records().map(|x| x.expect("report record")).collect()
+}
+
+/// Count of rows per status.
+pub fn statuses(rows: &[csv::StringRecord]) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for r in rows {
+        *m.entry(r[3].to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The emulator as a real child process. Killed on drop.
+pub struct Emulator {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Emulator {
+    /// Starts `msgcapi emulator --listen 127.0.0.1:0 --now NOW` plus `args`, expecting TOKEN.
+    pub fn start(w: &Workdir, args: &[&str]) -> Emulator {
+        let mut c = w.cmd(&["emulator", "--listen", "127.0.0.1:0", "--now", NOW]);
+        c.args(args)
+            .env("MSGCAPI_EMULATOR_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().expect("start emulator");
+        let stdout = child.stdout.take().expect("emulator stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("emulator prints its address");
+        let url = line.trim().to_string();
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "emulator address: {url:?}"
+        );
+        Emulator { child, url }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lines of a JSONL file (missing file = none).
+pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+pub const MIXED_HEADER: &str = "chan,stage,occurred_at,conv_id,dataset,waba_id,click_id,page_id,psid,ig_account,igsid,email,phone,amount,currency,order_ref";
+
+/// `n` valid rows for mappings/mixed.yaml, event ids `{prefix}{i}`, across the three channels.
+pub fn valid_csv(n: usize, prefix: &str) -> String {
+    let mut s = String::from(MIXED_HEADER);
+    s.push('\n');
+    for i in 0..n {
+        let ts = format!("2026-11-19T{:02}:{:02}:00Z", (i / 60) % 24, i % 60);
+        let line = match i % 3 {
+            0 => format!(
+                "WA,paid,{ts},{prefix}{i},1234567890,102290129340398,clk-{i},,,,,u{i}@example.com,+5511900{i:05},{}.50,BRL,ORD-{i}",
+                i % 300
+            ),
+            1 => format!("FB,lead,{ts},{prefix}{i},1234567891,,,109876543210987,6789{i:08},,,,,,,"),
+            _ => {
+                format!("IG,cart,{ts},{prefix}{i},1234567892,,,,,17841400123456789,555{i:08},,,,,")
+            }
+        };
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s
+}
+
+/// Event ids of the events the emulator recorded (accepted), with how often each arrived.
+pub fn recorded_ids(path: &Path) -> std::collections::HashMap<String, usize> {
+    let mut m = std::collections::HashMap::new();
+    for v in jsonl(path) {
+        let id = v["event"]["event_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        *m.entry(id).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Report rows by status → event ids.
+pub fn ids_with_status(rows: &[csv::StringRecord], status: &str) -> Vec<String> {
+    rows.iter()
+        .filter(|r| &r[3] == status)
+        .map(|r| r[8].to_string())
+        .collect()
+}
