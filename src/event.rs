@@ -543,9 +543,11 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         }
     };
 
+    let before = errs.len();
     let dataset_id = get(&plan.dataset_id, &mut errs);
     match dataset_id.as_deref() {
-        None => push_err(&mut errs, "dataset_id is empty"),
+        None if errs.len() == before => push_err(&mut errs, "dataset_id is empty"),
+        None => {}
         Some(d) if !crate::mapping::is_graph_id(d) => push_err(
             &mut errs,
             format!("dataset_id `{d}` is not a dataset id (digits)"),
@@ -553,10 +555,13 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         _ => {}
     }
 
+    let before = errs.len();
     let channel_text = get(&plan.channel, &mut errs);
     let channel = match channel_text.as_deref() {
         None => {
-            push_err(&mut errs, "channel is empty");
+            if errs.len() == before {
+                push_err(&mut errs, "channel is empty");
+            }
             None
         }
         Some(c) => {
@@ -571,9 +576,11 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         }
     };
 
+    let before = errs.len();
     let event_name = get(&plan.event_name, &mut errs);
     match event_name.as_deref() {
-        None => push_err(&mut errs, "event_name is empty"),
+        None if errs.len() == before => push_err(&mut errs, "event_name is empty"),
+        None => {}
         Some(n) if !plan.allow_custom_event_names && !EVENT_NAMES.contains(&n) => push_err(
             &mut errs,
             format!(
@@ -583,9 +590,12 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         _ => {}
     }
 
+    let before = errs.len();
     let event_time = match get(&plan.event_time.field, &mut errs) {
         None => {
-            push_err(&mut errs, "event_time is empty");
+            if errs.len() == before {
+                push_err(&mut errs, "event_time is empty");
+            }
             None
         }
         Some(t) => match parse_time(&t, &plan.event_time.format, &plan.event_time.timezone) {

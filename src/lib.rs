@@ -81,8 +81,10 @@ fn run_send(args: SendArgs) -> Result<u8> {
     // The built-in emulator: an offline demo of the whole send path, with a throwaway token.
     let mut emulator_guard = None;
     let (endpoint, token) = if args.emulator {
-        let mut e = emulator::EmulatorArgs::default();
-        e.now = args.run.now.clone();
+        let e = emulator::EmulatorArgs {
+            now: args.run.now.clone(),
+            ..emulator::EmulatorArgs::default()
+        };
         let (url, handle) = emulator::spawn(e)?;
         emulator_guard = Some(handle);
         (url, Secret::new("emulator-demo-token"))

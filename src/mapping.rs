@@ -124,7 +124,7 @@ pub mod raw {
     #[derive(Debug, Clone)]
     pub enum Value {
         Constant(String),
-        Spec(Spec),
+        Spec(Box<Spec>),
     }
 
     #[derive(Debug, Clone, Default, Deserialize)]
@@ -222,7 +222,7 @@ pub mod raw {
                     map: A,
                 ) -> Result<Value, A::Error> {
                     Spec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                        .map(Value::Spec)
+                        .map(|s| Value::Spec(Box::new(s)))
                 }
             }
             d.deserialize_any(V)
@@ -540,7 +540,7 @@ impl Plan {
         let raw: raw::Mapping = serde_saphyr::from_str(text).map_err(|e| {
             let (line, column) = location_of_error(&e);
             let msg = tidy_yaml_message(&e.without_snippet().to_string());
-            let hint = if msg.contains("unknown field") {
+            let hint = if msg.contains("unknown key") {
                 Some("see docs/mapping.md for every key; keys are snake_case".to_string())
             } else if msg.contains("missing field") {
                 Some(
@@ -584,12 +584,7 @@ impl Plan {
                 Some("`msgcapi dataset --page-id ID` prints the dataset id of a page".into()),
             ));
         }
-        let channel = c.field(
-            "channel",
-            "messaging_channel",
-            &raw.channel,
-            ValueType::String,
-        )?;
+        let channel = c.field("channel", "channel", &raw.channel, ValueType::String)?;
         check_constant_in(
             &c,
             &raw.channel,

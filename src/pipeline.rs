@@ -594,6 +594,16 @@ impl Run<'_> {
             }
             return Ok(());
         }
+        // Wait for a free slot, applying answers meanwhile: acks reach the ledger, and a fatal
+        // error or `--max-errors` takes effect before more is sent.
+        while self.sender.as_ref().is_some_and(|s| !s.has_room()) && self.stop.is_none() {
+            self.pump_outcomes(true)?;
+            self.flush_ready()?;
+        }
+        self.pump_outcomes(false)?;
+        if self.stop.is_some() {
+            return self.dispatch(batch);
+        }
         // Durably record the keys as in flight before the request can leave.
         if let Some(l) = &self.ledger {
             let keys: Vec<(u128, String, String, i64)> = batch
@@ -627,8 +637,28 @@ impl Run<'_> {
             }
         }
         self.in_flight_events += batch.events.len();
-        if let Some(s) = &self.sender {
-            s.submit(batch);
+        let mut batch = batch;
+        while let Some(s) = &self.sender {
+            match s.try_submit(batch) {
+                Ok(()) => break,
+                Err(b) if s.is_closed() => {
+                    self.in_flight_events = self.in_flight_events.saturating_sub(b.events.len());
+                    for ev in &b.events {
+                        if let Some(slot) = self.slot(ev.ordinal) {
+                            slot.row.status = Status::NotAttempted;
+                            slot.row.reason = "not sent: the sender stopped unexpectedly".into();
+                            slot.done = true;
+                        }
+                    }
+                    break;
+                }
+                Err(b) => {
+                    // Only this thread submits, so room comes back as answers arrive.
+                    batch = b;
+                    self.pump_outcomes(true)?;
+                    self.flush_ready()?;
+                }
+            }
         }
         Ok(())
     }

@@ -106,7 +106,7 @@ pub enum ReportFormat {
 }
 
 enum Out {
-    Csv(csv::Writer<Box<dyn Write + Send>>),
+    Csv(Box<csv::Writer<Box<dyn Write + Send>>>),
     Jsonl(BufWriter<Box<dyn Write + Send>>),
 }
 
@@ -149,7 +149,7 @@ impl ReportWriter {
                     .buffer_capacity(1 << 16)
                     .from_writer(sink);
                 w.write_record(COLUMNS).map_err(io::Error::other)?;
-                Out::Csv(w)
+                Out::Csv(Box::new(w))
             }
             ReportFormat::Jsonl => Out::Jsonl(BufWriter::new(sink)),
         };

@@ -166,8 +166,9 @@ impl Sender {
             unknown: AtomicU64::new(0),
             rate_mark: Mutex::new((Instant::now(), 0)),
         });
-        // Queue of one batch per slot: `submit` blocks when every slot is busy (backpressure).
-        let (tx, mut brx) = mpsc::channel::<Batch>(concurrency);
+        // A hand-off of one batch: the dispatcher takes a concurrency permit *before* it takes
+        // the next batch, so at most `concurrency` batches are in flight plus one waiting.
+        let (tx, mut brx) = mpsc::channel::<Batch>(1);
         let sem = Arc::new(Semaphore::new(concurrency));
         let sh = shared.clone();
         let dispatcher = rt.spawn(async move {
@@ -240,6 +241,26 @@ impl Sender {
                     .collect(),
             );
         }
+    }
+
+    /// Is there room to hand over a batch without blocking?
+    pub fn has_room(&self) -> bool {
+        self.tx.as_ref().is_some_and(|t| t.capacity() > 0)
+    }
+
+    /// The dispatcher is gone (it only goes when the sender finishes, or on a panic).
+    pub fn is_closed(&self) -> bool {
+        self.tx.as_ref().is_none_or(|t| t.is_closed())
+    }
+
+    /// Hands a batch over if there is room; gives it back otherwise.
+    pub fn try_submit(&self, batch: Batch) -> Result<(), Batch> {
+        let Some(tx) = &self.tx else {
+            return Err(batch);
+        };
+        tx.try_send(batch).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
+        })
     }
 
     /// Stop starting requests; in-flight ones may finish within `grace`, then are abandoned.

@@ -35,6 +35,9 @@ pub struct CsvSource {
     bytes: Arc<AtomicU64>,
     /// A read error met after some rows of a chunk: returned by the next call.
     pending_error: Option<SourceError>,
+    /// With CRLF line ends the csv crate reports a record's position before the LF that ends the
+    /// previous line, one line early; this corrects it.
+    line_fix: u64,
 }
 
 impl CsvSource {
@@ -106,6 +109,8 @@ impl CsvSource {
             });
         }
         let projection = resolve_columns(path, &headers, columns)?;
+        // After an LF-terminated header the reader stands on line 2; after CRLF still on line 1.
+        let line_fix = u64::from(reader.position().line() == 1);
         Ok(CsvSource {
             path: path.to_path_buf(),
             reader,
@@ -115,6 +120,7 @@ impl CsvSource {
             rows: 0,
             bytes,
             pending_error: None,
+            line_fix,
         })
     }
 }
@@ -158,8 +164,11 @@ impl Source for CsvSource {
                 }
             }
             self.rows += 1;
-            // The csv crate counts the line before the record; our lines are 1-based with the header on 1.
-            let line = self.record.position().map(|p| p.line() + 1).unwrap_or(0);
+            let line = self
+                .record
+                .position()
+                .map(|p| p.line() + self.line_fix)
+                .unwrap_or(0);
             let meta = RowMeta {
                 row: self.rows,
                 line,
