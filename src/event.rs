@@ -280,11 +280,27 @@ fn push_err(errs: &mut String, msg: impl AsRef<str>) {
     errs.push_str(msg.as_ref());
 }
 
-fn json_str(out: &mut String, s: &str) {
-    // serde_json escapes exactly as JSON requires; writing to a String cannot fail.
-    if let Ok(q) = serde_json::to_string(s) {
-        out.push_str(&q);
+/// Appends `s` as a JSON string (quotes, escapes), without allocating.
+pub fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+    } else {
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
     }
+    out.push('"');
 }
 
 /// Typed JSON text for a value, or why it cannot be that type.
@@ -380,6 +396,14 @@ pub fn parse_time(text: &str, format: &TimeFormat, tz: &chrono_tz::Tz) -> Result
 
 fn parse_unix(t: &str, per_sec: i64) -> Option<i64> {
     if let Ok(n) = t.parse::<i64>() {
+        // Exports often hold milli- or microseconds under a "unix" column: a value beyond the
+        // year 5000 in seconds cannot be meant as seconds, so read it by its magnitude.
+        let per_sec = match n.unsigned_abs() {
+            _ if per_sec != 1 => per_sec,
+            m if m >= 100_000_000_000_000 => 1_000_000,
+            m if m >= 100_000_000_000 => 1_000,
+            _ => 1,
+        };
         return Some(n.div_euclid(per_sec));
     }
     let f = parse_number(t)?;
@@ -517,14 +541,32 @@ pub fn hash_pii(kind: PiiKind, text: &str) -> Result<String, String> {
         return Ok(t.to_ascii_lowercase());
     }
     let n = normalize(kind, t)?;
-    Ok(hex::encode(Sha256::digest(n.as_bytes())))
+    let digest = Sha256::digest(n.as_bytes());
+    let mut buf = [0u8; 64];
+    // hex::encode_to_slice cannot fail: the buffer is exactly twice the digest.
+    let _ = hex::encode_to_slice(digest, &mut buf);
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// ISO 4217 active codes (XTS and XXX, test and "no currency", left out).
 const CURRENCIES: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XUA YER ZAR ZMW ZWG ZWL";
 
 pub fn is_currency(code: &str) -> bool {
-    code.len() == 3 && CURRENCIES.split(' ').any(|c| c == code)
+    // The list is sorted: a binary search over its 3-letter slots, no allocation.
+    let n = CURRENCIES.len().div_ceil(4);
+    if code.len() != 3 {
+        return false;
+    }
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match CURRENCIES[mid * 4..mid * 4 + 3].cmp(code) {
+            std::cmp::Ordering::Equal => return true,
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+        }
+    }
+    false
 }
 
 /// Maps and validates one row. `cell(i)` returns projected column `i` of the row.
@@ -624,7 +666,8 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
     let event_id = plan.event_id.as_ref().and_then(|f| get(f, &mut errs));
 
     // user_data: this channel's ids (required, plain) and contact fields (normalized + hashed).
-    let mut user = String::from("{");
+    let mut user = String::with_capacity(256);
+    user.push('{');
     let mut user_vals: Vec<(&'static str, Cow<'a, str>)> = Vec::new();
     for (uf, f) in &plan.user_data {
         if uf.is_channel_id() && channel.is_some_and(|c| !c.required_ids().contains(uf)) {
@@ -695,7 +738,8 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
     }
 
     // custom_data
-    let mut custom = String::from("{");
+    let mut custom = String::with_capacity(128);
+    custom.push('{');
     let mut custom_vals: Vec<(&str, Cow<'a, str>)> = Vec::new();
     for f in &plan.custom_data {
         let Some(mut v) = get(f, &mut errs) else {
@@ -896,3 +940,24 @@ pub fn dedup_hash(dataset_id: &str, parts: &[Cow<'_, str>]) -> u128 {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod json_tests {
+    #[test]
+    fn json_str_escapes_like_serde_json() {
+        for s in [
+            "plain",
+            "quo\"te",
+            "back\\slash",
+            "new\nline\r\t",
+            "ctl\u{1}\u{1f}",
+            "ünï©ødé 👍",
+            "",
+        ] {
+            let mut out = String::new();
+            super::json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap());
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        }
+    }
+}

@@ -273,6 +273,22 @@ impl Ledger {
         }
     }
 
+    /// A write whose commit is not fsynced: it becomes durable with the next durable commit (the
+    /// next `mark_in_flight`, `flush` or `prune`). Used for acknowledgements and releases: if a
+    /// crash loses one, the key stays `InFlight` and is reported `unknown` — never sent twice.
+    /// This keeps the ledger at one fsync per HTTP batch.
+    fn write_lazy(&self) -> Result<redb::WriteTransaction, LedgerError> {
+        let mut tx = self.write()?;
+        tx.set_durability(redb::Durability::None)
+            .map_err(|e| self.err(e))?;
+        Ok(tx)
+    }
+
+    /// Makes every earlier commit durable.
+    pub fn flush(&self) -> Result<(), LedgerError> {
+        self.write()?.commit().map_err(|e| self.err(e))
+    }
+
     pub fn lookup(&self, keys: &[u128]) -> Result<Vec<Option<Entry>>, LedgerError> {
         let Some(tx) = self.read()? else {
             return Ok(vec![None; keys.len()]);
@@ -321,7 +337,7 @@ impl Ledger {
         now: i64,
         keys: &[(u128, &str)],
     ) -> Result<(), LedgerError> {
-        let tx = self.write()?;
+        let tx = self.write_lazy()?;
         {
             let mut t = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
             for (k, fbtrace) in keys {
@@ -351,7 +367,7 @@ impl Ledger {
 
     /// The batch certainly failed or was never sent: these keys may be sent again.
     pub fn release(&self, keys: &[u128]) -> Result<(), LedgerError> {
-        let tx = self.write()?;
+        let tx = self.write_lazy()?;
         {
             let mut t = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
             for k in keys {

@@ -541,7 +541,10 @@ impl Plan {
             let (line, column) = location_of_error(&e);
             let msg = tidy_yaml_message(&e.without_snippet().to_string());
             let hint = if msg.contains("unknown key") {
-                Some("see docs/mapping.md for every key; keys are snake_case".to_string())
+                Some(match did_you_mean(&msg) {
+                    Some(k) => format!("did you mean `{k}`? (docs/mapping.md lists every key)"),
+                    None => "see docs/mapping.md for every key; keys are snake_case".to_string(),
+                })
             } else if msg.contains("missing field") {
                 Some(
                     "`dataset_id`, `channel`, `event_name` and `event_time` are required"
@@ -898,6 +901,34 @@ fn tidy_yaml_message(raw: &str) -> String {
         return format!("`{key}` is given twice; each key may appear once");
     }
     msg.replace("unknown field", "unknown key")
+}
+
+/// For "unknown key `x`; expected one of `a`, `b`": the expected key closest to `x`, if close.
+fn did_you_mean(msg: &str) -> Option<String> {
+    let bad = msg.split('`').nth(1)?;
+    let (_, expected) = msg.split_once("expected one of ")?;
+    expected
+        .split(", ")
+        .map(|k| k.trim_matches('`'))
+        .map(|k| (edit_distance(bad, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k.to_string())
+}
+
+/// Levenshtein distance (keys are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Graph ids are decimal digits.

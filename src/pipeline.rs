@@ -31,7 +31,7 @@ use crate::sink::{
 use crate::source::{self, Chunk, ReadOptions, Source, SourceError};
 
 /// Rows per chunk handed from the reader to the workers.
-const CHUNK_ROWS: usize = 8192;
+const CHUNK_ROWS: usize = 4096;
 /// Rows the reorder buffer may hold before partial batches are flushed to make progress.
 const MAX_BUFFERED_ROWS: usize = 200_000;
 
@@ -200,6 +200,29 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
             .spawn(move || read_all(sources, chunk_tx, bytes_done))
             .context("cannot start the reader thread")?
     };
+    // Mapping runs a chunk ahead of the sequential stage, on rayon's threads.
+    let (mapped_tx, mapped_rx) = mpsc::sync_channel::<MappedMsg>(2);
+    let mapper = {
+        let plan = Arc::new(cfg.plan.clone());
+        let rules = cfg.rules;
+        std::thread::Builder::new()
+            .name("mapper".into())
+            .spawn(move || {
+                for msg in chunk_rx {
+                    let out = match msg {
+                        ReaderMsg::Chunk(file, chunk) => {
+                            let mapped = map_chunk(&plan, &rules, &chunk);
+                            MappedMsg::Chunk(file, chunk, mapped)
+                        }
+                        ReaderMsg::Failed(e) => MappedMsg::Failed(e),
+                    };
+                    if mapped_tx.send(out).is_err() {
+                        return;
+                    }
+                }
+            })
+            .context("cannot start the mapper thread")?
+    };
 
     let mut run = Run {
         cfg: &cfg,
@@ -222,10 +245,10 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
 
     let mut next_ordinal = 0u64;
     let mut current_file = u32::MAX;
-    for msg in chunk_rx {
-        let (file, chunk) = match msg {
-            ReaderMsg::Chunk(file, chunk) => (file, chunk),
-            ReaderMsg::Failed(e) => {
+    for msg in mapped_rx.iter() {
+        let (file, chunk, mapped) = match msg {
+            MappedMsg::Chunk(file, chunk, mapped) => (file, chunk, mapped),
+            MappedMsg::Failed(e) => {
                 run.aborted = Some(e.to_string());
                 break;
             }
@@ -241,7 +264,6 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
             // A dry run has nothing at stake: stop reading; the report covers the rows read.
             break;
         }
-        let mapped = map_chunk(&cfg.plan, &cfg.rules, &chunk);
         run.sequential(file, &chunk, mapped, next_ordinal)?;
         next_ordinal += chunk.len() as u64;
         run.pump_outcomes(false)?;
@@ -253,6 +275,8 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
             run.sender.as_ref(),
         );
     }
+    drop(mapped_rx);
+    let _ = mapper.join();
     let _ = reader.join();
 
     // End of input: last partial batches, then wait for every outcome.
@@ -281,6 +305,10 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
 
     // Keep the ledger small: entries beyond Meta's window can never be sent again.
     if let (Some(l), Some(_)) = (&run.ledger, &cfg.send) {
+        if let Err(e) = l.flush() {
+            run.aborted
+                .get_or_insert(format!("cannot write the state file: {e}"));
+        }
         let _ = l.prune(cfg.rules.now, event::MAX_AGE_SECS + 24 * 3600);
     }
 
@@ -347,6 +375,11 @@ pub enum RunError {
 
 enum ReaderMsg {
     Chunk(u32, Chunk),
+    Failed(SourceError),
+}
+
+enum MappedMsg {
+    Chunk(u32, Chunk, Vec<Mapped>),
     Failed(SourceError),
 }
 

@@ -365,6 +365,15 @@ fn time_formats() {
         parse_time("1795176000999", &TimeFormat::UnixMs, &utc),
         Ok(NOW)
     );
+    // Milli- and microseconds under `unix` are recognized by their size.
+    assert_eq!(
+        parse_time("1795176000999", &TimeFormat::Unix, &utc),
+        Ok(NOW)
+    );
+    assert_eq!(
+        parse_time("1795176000999999", &TimeFormat::Unix, &utc),
+        Ok(NOW)
+    );
     assert_eq!(
         parse_time("2026-11-20T14:00:00+02:00", &TimeFormat::Rfc3339, &utc),
         Ok(NOW)

@@ -565,17 +565,7 @@ async fn one_request(sh: &Shared, url: &str, body: &str, sent: usize) -> Action 
         }
         Ok(r) => {
             let status = r.status().as_u16();
-            let h = |n: &str| {
-                r.headers()
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .map(String::from)
-            };
-            let headers = Headers {
-                retry_after: h("retry-after"),
-                business_use_case_usage: h("x-business-use-case-usage"),
-                app_usage: h("x-app-usage"),
-            };
+            let headers = response_headers(&r);
             let bytes = match r.bytes().await {
                 Ok(b) => b,
                 Err(e) => return classify_transport(Transport::NoAnswer, &root_cause(&e)),
@@ -593,6 +583,21 @@ async fn one_request(sh: &Shared, url: &str, body: &str, sent: usize) -> Action 
             }
             action
         }
+    }
+}
+
+/// The headers the classifier reads, from a response.
+pub fn response_headers(r: &reqwest::Response) -> Headers {
+    let h = |n: &str| {
+        r.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    Headers {
+        retry_after: h("retry-after"),
+        business_use_case_usage: h("x-business-use-case-usage"),
+        app_usage: h("x-app-usage"),
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::classify::{Action, Headers, classify, fatal_message};
-use super::client::http_client;
+use super::classify::{Action, classify, fatal_message};
+use super::client::{http_client, response_headers};
 use crate::secret::Secret;
 
 #[derive(Debug, clap::Args)]
@@ -103,17 +103,7 @@ pub fn run_dataset(args: DatasetArgs) -> Result<u8> {
         req = req.header(reqwest::header::ACCEPT, "application/json");
         let resp = req.send().await?;
         let status = resp.status().as_u16();
-        let h = |n: &str| {
-            resp.headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(String::from)
-        };
-        let headers = Headers {
-            retry_after: h("retry-after"),
-            business_use_case_usage: h("x-business-use-case-usage"),
-            app_usage: h("x-app-usage"),
-        };
+        let headers = response_headers(&resp);
         let body = resp.bytes().await?;
         Ok::<_, reqwest::Error>((status, headers, body))
     });

@@ -16,7 +16,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use super::{Chunk, RowMeta, Source, SourceError, resolve_columns};
 
 /// Rows per Arrow batch (the pipeline's chunk size).
-const BATCH_ROWS: usize = 8192;
+const BATCH_ROWS: usize = 4096;
 
 pub struct ParquetSource {
     path: PathBuf,

@@ -162,7 +162,7 @@ fn exit_2_for_a_mapping_error_before_any_row_is_read() {
     );
     insta::assert_snapshot!(stderr(&out), @r"
     error: bad.yaml:13:3: unknown key `fromat`; expected one of `column`, `constant`, `env`, `default`, `values`, `passthrough`, `type`, `hash`, `format`, `timezone`
-      hint: see docs/mapping.md for every key; keys are snake_case
+      hint: did you mean `format`? (docs/mapping.md lists every key)
     ");
 }
 
