@@ -304,7 +304,7 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
     debug_assert!(run.buf.is_empty(), "every row is settled before the end");
 
     // Keep the ledger small: entries beyond Meta's window can never be sent again.
-    if let (Some(l), Some(_)) = (&run.ledger, &cfg.send) {
+    if let (Some(l), Some(_)) = (&mut run.ledger, &cfg.send) {
         if let Err(e) = l.flush() {
             run.aborted
                 .get_or_insert(format!("cannot write the state file: {e}"));
@@ -638,7 +638,7 @@ impl Run<'_> {
             return self.dispatch(batch);
         }
         // Durably record the keys as in flight before the request can leave.
-        if let Some(l) = &self.ledger {
+        if let Some(l) = &mut self.ledger {
             let keys: Vec<(u128, String, String, i64)> = batch
                 .events
                 .iter()
@@ -663,7 +663,7 @@ impl Run<'_> {
                     event_time: *t,
                 })
                 .collect();
-            if let Err(e) = l.mark_in_flight(&self.cfg.run_id, self.cfg.rules.now, &new) {
+            if let Err(e) = l.mark_in_flight(&self.cfg.run_id, batch.id, self.cfg.rules.now, &new) {
                 self.aborted = Some(format!("cannot record the batch in the state file: {e}"));
                 self.halt(Stop::Fatal(format!("state file unwritable: {e}")));
                 return self.dispatch(batch);
@@ -733,8 +733,10 @@ impl Run<'_> {
 
     /// The one place a sent row gets its final status.
     fn settle(&mut self, outs: Vec<EventOutcome>) -> Result<()> {
-        let mut acked: Vec<(u128, String)> = Vec::new();
-        let mut released: Vec<u128> = Vec::new();
+        // Per batch: Meta's trace id if any event of it was delivered, and its unknown keys.
+        // Per batch: Meta's trace id if any of it was delivered, unknown keys, released keys.
+        type Settle = (Option<String>, Vec<u128>, Vec<u128>);
+        let mut batches: std::collections::BTreeMap<u64, Settle> = Default::default();
         self.in_flight_events = self.in_flight_events.saturating_sub(outs.len());
         for o in outs {
             let stop_reason = self.stop.as_ref().map(Stop::reason);
@@ -752,18 +754,18 @@ impl Run<'_> {
             match o.delivery {
                 Delivery::Sent => {
                     s.row.status = Status::Sent;
-                    if let Some(k) = s.key {
-                        acked.push((k, o.fbtrace_id.unwrap_or_default()));
-                    }
+                    let b = batches.entry(o.batch).or_default();
+                    b.0.get_or_insert_with(|| o.fbtrace_id.unwrap_or_default());
                 }
                 Delivery::Failed => {
                     s.row.status = Status::Failed;
                     s.row.reason = o.message.unwrap_or_else(|| "rejected by Meta".into());
-                    released.extend(s.key);
+                    batches.entry(o.batch).or_default().2.extend(s.key);
                     error = true;
                 }
                 Delivery::Unknown => {
                     s.row.status = Status::Unknown;
+                    batches.entry(o.batch).or_default().1.extend(s.key);
                     s.row.reason = format!(
                         "{}; the request was sent but no answer came, so it may have been delivered; not resent",
                         o.message.unwrap_or_else(|| "no answer".into())
@@ -776,7 +778,7 @@ impl Run<'_> {
                         .message
                         .or(stop_reason)
                         .unwrap_or_else(|| "not sent: the run stopped".into());
-                    released.extend(s.key);
+                    batches.entry(o.batch).or_default().2.extend(s.key);
                 }
             }
             if error {
@@ -784,15 +786,18 @@ impl Run<'_> {
             }
         }
         let mut ledger_error = None;
-        if let Some(l) = &self.ledger {
-            let a: Vec<(u128, &str)> = acked.iter().map(|(k, f)| (*k, f.as_str())).collect();
-            if !a.is_empty()
-                && let Err(e) = l.acknowledge(&self.cfg.run_id, self.cfg.rules.now, &a)
-            {
-                ledger_error = Some(e.to_string());
-            }
-            if !released.is_empty() {
-                let _ = l.release(&released);
+        if let Some(l) = &mut self.ledger {
+            for (batch, (fbtrace, unknown, released)) in &batches {
+                if let Err(e) = l.settle_batch(
+                    &self.cfg.run_id,
+                    *batch,
+                    self.cfg.rules.now,
+                    fbtrace.as_deref(),
+                    unknown,
+                    released,
+                ) {
+                    ledger_error = Some(e.to_string());
+                }
             }
         }
         if let Some(e) = ledger_error {
