@@ -140,17 +140,24 @@ fn put_str(v: &mut Vec<u8>, s: &str) {
     v.extend_from_slice(s.as_bytes());
 }
 
-fn encode_batch(r: &BatchRecord) -> Vec<u8> {
-    let mut v = Vec::with_capacity(64 + r.keys.len() * 40);
-    put_str(&mut v, &r.run_id);
-    v.extend_from_slice(&r.batch.to_le_bytes());
-    v.extend_from_slice(&r.recorded_at.to_le_bytes());
-    put_str(&mut v, &r.dataset_id);
-    v.extend_from_slice(&(r.keys.len() as u32).to_le_bytes());
-    for (k, t, id) in &r.keys {
-        v.extend_from_slice(&k.to_le_bytes());
-        v.extend_from_slice(&t.to_le_bytes());
-        put_str(&mut v, id);
+/// Encodes a batch record straight from the caller's keys (no per-key copies).
+fn encode_batch(
+    run_id: &str,
+    batch: u64,
+    recorded_at: i64,
+    dataset_id: &str,
+    keys: &[NewKey<'_>],
+) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64 + keys.iter().map(|k| 28 + k.event_id.len()).sum::<usize>());
+    put_str(&mut v, run_id);
+    v.extend_from_slice(&batch.to_le_bytes());
+    v.extend_from_slice(&recorded_at.to_le_bytes());
+    put_str(&mut v, dataset_id);
+    v.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+    for k in keys {
+        v.extend_from_slice(&k.key.to_le_bytes());
+        v.extend_from_slice(&k.event_time.to_le_bytes());
+        put_str(&mut v, k.event_id);
     }
     v
 }
@@ -217,6 +224,26 @@ fn decode_settled(b: &[u8]) -> Option<Settled> {
     })
 }
 
+/// The keys are already uniformly random 128-bit hashes: fold them instead of hashing again.
+#[derive(Default)]
+struct Fold(u64);
+
+impl std::hash::Hasher for Fold {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = (n as u64) ^ ((n >> 64) as u64);
+    }
+}
+
+type KeyHash = std::hash::BuildHasherDefault<Fold>;
+
 /// A batch record as kept in memory (its keys live in the index).
 struct RecordHead {
     run_id: String,
@@ -246,11 +273,13 @@ pub struct Ledger {
     /// The read-only handle (`validate --state`, `state stats|export`).
     ro: Option<redb::ReadOnlyDatabase>,
     /// key → (record id, event_time)
-    index: HashMap<u128, (u64, i64)>,
+    index: HashMap<u128, (u64, i64), KeyHash>,
     records: HashMap<u64, RecordHead>,
     next_id: u64,
     /// This run's (run id, batch) → record id.
     mine: HashMap<(String, u64), u64>,
+    /// Settlements not yet written: they ride along with the next durable transaction.
+    pending: Vec<(u64, Vec<u8>)>,
 }
 
 impl Ledger {
@@ -262,10 +291,11 @@ impl Ledger {
             path: path.to_path_buf(),
             db: None,
             ro: None,
-            index: HashMap::new(),
+            index: HashMap::default(),
             records: HashMap::new(),
             next_id: 1,
             mine: HashMap::new(),
+            pending: Vec::new(),
         };
         let map = |e: redb::DatabaseError| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => LedgerError::Locked(path.to_path_buf()),
@@ -458,23 +488,19 @@ impl Ledger {
             .first()
             .map(|k| k.dataset_id.to_string())
             .unwrap_or_default();
-        let rec = BatchRecord {
-            run_id: run_id.to_string(),
-            batch,
-            recorded_at: now,
-            dataset_id: dataset_id.clone(),
-            keys: keys
-                .iter()
-                .map(|k| (k.key, k.event_time, k.event_id.to_string()))
-                .collect(),
-        };
+        let bytes = encode_batch(run_id, batch, now, &dataset_id, keys);
         let tx = self.write(true)?;
         {
+            let mut st = tx.open_table(SETTLED).map_err(|e| self.err(e))?;
+            for (sid, bytes) in &self.pending {
+                st.insert(*sid, bytes.as_slice()).map_err(|e| self.err(e))?;
+            }
+            drop(st);
             let mut t = tx.open_table(BATCHES).map_err(|e| self.err(e))?;
-            t.insert(id, encode_batch(&rec).as_slice())
-                .map_err(|e| self.err(e))?;
+            t.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
+        self.pending.clear();
         self.next_id += 1;
         let mut max_t = i64::MIN;
         for k in keys {
@@ -518,13 +544,9 @@ impl Ledger {
             unknown: unknown.to_vec(),
             released: released.to_vec(),
         };
-        let tx = self.write(false)?;
-        {
-            let mut t = tx.open_table(SETTLED).map_err(|e| self.err(e))?;
-            t.insert(id, encode_settled(&s).as_slice())
-                .map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))?;
+        // Written with the next durable transaction (the next batch record, or `flush`): if a
+        // crash loses it, the batch stays in flight — reported `unknown`, never sent twice.
+        self.pending.push((id, encode_settled(&s)));
         for k in released {
             if self.index.get(k).is_some_and(|(rid, _)| *rid == id) {
                 self.index.remove(k);
@@ -537,8 +559,17 @@ impl Ledger {
     }
 
     /// Makes every earlier commit durable.
-    pub fn flush(&self) -> Result<(), LedgerError> {
-        self.write(true)?.commit().map_err(|e| self.err(e))
+    pub fn flush(&mut self) -> Result<(), LedgerError> {
+        let tx = self.write(true)?;
+        {
+            let mut st = tx.open_table(SETTLED).map_err(|e| self.err(e))?;
+            for (sid, bytes) in &self.pending {
+                st.insert(*sid, bytes.as_slice()).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        self.pending.clear();
+        Ok(())
     }
 
     /// Removes records whose newest event is older than `now - window_secs`: Meta would refuse

@@ -638,32 +638,25 @@ impl Run<'_> {
             return self.dispatch(batch);
         }
         // Durably record the keys as in flight before the request can leave.
-        if let Some(l) = &mut self.ledger {
-            let keys: Vec<(u128, String, String, i64)> = batch
+        if let Some(l) = self.ledger.as_mut() {
+            let (base, buf) = (self.base, &self.buf);
+            let new: Vec<NewKey<'_>> = batch
                 .events
                 .iter()
                 .filter_map(|ev| {
-                    let s = self
-                        .buf
-                        .get(usize::try_from(ev.ordinal.checked_sub(self.base)?).ok()?)?;
-                    Some((
-                        s.key?,
-                        s.row.dataset_id.clone(),
-                        s.row.event_id.clone(),
-                        s.row.event_time.unwrap_or(0),
-                    ))
+                    let s = buf.get(usize::try_from(ev.ordinal.checked_sub(base)?).ok()?)?;
+                    Some(NewKey {
+                        key: s.key?,
+                        dataset_id: &s.row.dataset_id,
+                        event_id: &s.row.event_id,
+                        event_time: s.row.event_time.unwrap_or(0),
+                    })
                 })
                 .collect();
-            let new: Vec<NewKey<'_>> = keys
-                .iter()
-                .map(|(k, d, e, t)| NewKey {
-                    key: *k,
-                    dataset_id: d,
-                    event_id: e,
-                    event_time: *t,
-                })
-                .collect();
-            if let Err(e) = l.mark_in_flight(&self.cfg.run_id, batch.id, self.cfg.rules.now, &new) {
+            let failed = l
+                .mark_in_flight(&self.cfg.run_id, batch.id, self.cfg.rules.now, &new)
+                .err();
+            if let Some(e) = failed {
                 self.aborted = Some(format!("cannot record the batch in the state file: {e}"));
                 self.halt(Stop::Fatal(format!("state file unwritable: {e}")));
                 return self.dispatch(batch);
