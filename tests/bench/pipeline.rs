@@ -168,34 +168,16 @@ fn main() {
             .unwrap_or(1)
     );
 
-    let rows = env_usize("BENCH_ROWS", 1_000_000);
-    let csv = d.join("in.csv");
-    let bytes = generate(&csv, rows).expect("generate input");
-    let r = run(
-        &[
-            "validate",
-            "--mapping",
-            mapping,
-            "--now",
-            NOW,
-            csv.to_str().unwrap_or_default(),
-        ],
-        &[],
-        d,
-    );
-    println!(
-        "validate  {:>10} rows  {:>6.1} MB  {:>6.2} s  {:>10.0} rows/s  peak RSS {:>6.1} MB",
-        r.rows,
-        bytes as f64 / 1e6,
-        r.secs,
-        r.rows as f64 / r.secs,
-        r.peak_rss_mb
-    );
-
-    let big = env_usize("BENCH_BIG_ROWS", 10_000_000);
-    if big > 0 {
-        let csv_big = d.join("big.csv");
-        let bytes = generate(&csv_big, big).expect("generate big input");
+    for (var, default, name) in [
+        ("BENCH_ROWS", 1_000_000, "in.csv"),
+        ("BENCH_BIG_ROWS", 10_000_000, "big.csv"),
+    ] {
+        let rows = env_usize(var, default);
+        if rows == 0 {
+            continue;
+        }
+        let csv = d.join(name);
+        let bytes = generate(&csv, rows).expect("generate input");
         let r = run(
             &[
                 "validate",
@@ -203,7 +185,7 @@ fn main() {
                 mapping,
                 "--now",
                 NOW,
-                csv_big.to_str().unwrap_or_default(),
+                csv.to_str().unwrap_or_default(),
             ],
             &[],
             d,
@@ -216,7 +198,7 @@ fn main() {
             r.rows as f64 / r.secs,
             r.peak_rss_mb
         );
-        let _ = std::fs::remove_file(csv_big);
+        let _ = std::fs::remove_file(csv);
     }
 
     let token = [("MSGCAPI_ACCESS_TOKEN", "bench-token")];

@@ -37,6 +37,25 @@ fn parse_time(s: &str) -> Result<i64> {
         .context("time out of range")
 }
 
+/// A column of values parsed from text with `FromStr`; empty cells become nulls.
+macro_rules! parsed {
+    ($cells:expr, $builder:ty, $dt:expr) => {{
+        let mut b = <$builder>::new();
+        for c in $cells {
+            if c.trim().is_empty() {
+                b.append_null();
+            } else {
+                b.append_value(
+                    c.trim()
+                        .parse()
+                        .with_context(|| format!("not a {}: `{c}`", $dt))?,
+                );
+            }
+        }
+        ($dt, Arc::new(b.finish()) as ArrayRef)
+    }};
+}
+
 fn column(ty: &str, cells: &[String]) -> Result<(DataType, ArrayRef)> {
     let empty = |s: &String| s.trim().is_empty();
     Ok(match ty {
@@ -63,66 +82,10 @@ fn column(ty: &str, cells: &[String]) -> Result<(DataType, ArrayRef)> {
             let a = b.finish();
             (arrow_array::Array::data_type(&a).clone(), Arc::new(a))
         }
-        "int64" => {
-            let mut b = Int64Builder::new();
-            for c in cells {
-                if empty(c) {
-                    b.append_null()
-                } else {
-                    b.append_value(
-                        c.trim()
-                            .parse()
-                            .with_context(|| format!("not an int64: `{c}`"))?,
-                    )
-                }
-            }
-            (DataType::Int64, Arc::new(b.finish()))
-        }
-        "int32" => {
-            let mut b = Int32Builder::new();
-            for c in cells {
-                if empty(c) {
-                    b.append_null()
-                } else {
-                    b.append_value(
-                        c.trim()
-                            .parse()
-                            .with_context(|| format!("not an int32: `{c}`"))?,
-                    )
-                }
-            }
-            (DataType::Int32, Arc::new(b.finish()))
-        }
-        "float64" => {
-            let mut b = Float64Builder::new();
-            for c in cells {
-                if empty(c) {
-                    b.append_null()
-                } else {
-                    b.append_value(
-                        c.trim()
-                            .parse()
-                            .with_context(|| format!("not a float: `{c}`"))?,
-                    )
-                }
-            }
-            (DataType::Float64, Arc::new(b.finish()))
-        }
-        "bool" => {
-            let mut b = BooleanBuilder::new();
-            for c in cells {
-                if empty(c) {
-                    b.append_null()
-                } else {
-                    b.append_value(
-                        c.trim()
-                            .parse()
-                            .with_context(|| format!("not a bool: `{c}`"))?,
-                    )
-                }
-            }
-            (DataType::Boolean, Arc::new(b.finish()))
-        }
+        "int64" => parsed!(cells, Int64Builder, DataType::Int64),
+        "int32" => parsed!(cells, Int32Builder, DataType::Int32),
+        "float64" => parsed!(cells, Float64Builder, DataType::Float64),
+        "bool" => parsed!(cells, BooleanBuilder, DataType::Boolean),
         "date32" => {
             let mut b = Date32Builder::new();
             let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).context("epoch")?;
