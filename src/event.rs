@@ -425,6 +425,16 @@ fn parse_iso(t: &str, tz: &chrono_tz::Tz) -> Option<i64> {
     if let Ok(d) = DateTime::parse_from_rfc3339(&spaced) {
         return Some(d.timestamp());
     }
+    // Offsets without a colon (`+0000`, `-0300`), as many databases print them.
+    if let Ok(d) = DateTime::parse_from_str(&spaced, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        return Some(d.timestamp());
+    }
+    // A trailing zone name for UTC (`2026-11-19 10:15:00 UTC`).
+    for suffix in [" UTC", " GMT", "UTC", " Z"] {
+        if let Some(rest) = t.strip_suffix(suffix) {
+            return parse_iso(rest.trim_end(), &chrono_tz::UTC);
+        }
+    }
     for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
         if let Ok(n) = NaiveDateTime::parse_from_str(&spaced, fmt) {
             return local_to_unix(n, tz);

@@ -382,6 +382,19 @@ fn time_formats() {
         parse_time("2026-11-20 12:00:00", &TimeFormat::Rfc3339, &utc),
         Ok(NOW)
     );
+    // Shapes databases and spreadsheets print.
+    assert_eq!(
+        parse_time("2026-11-20T12:00:00+0000", &TimeFormat::Rfc3339, &utc),
+        Ok(NOW)
+    );
+    assert_eq!(
+        parse_time("2026-11-20 09:00:00.000-0300", &TimeFormat::Rfc3339, &utc),
+        Ok(NOW)
+    );
+    assert_eq!(
+        parse_time("2026-11-20 12:00:00 UTC", &TimeFormat::Rfc3339, &utc),
+        Ok(NOW)
+    );
     let sp: chrono_tz::Tz = "America/Sao_Paulo".parse().unwrap();
     assert_eq!(
         parse_time("2026-11-20T09:00:00", &TimeFormat::Rfc3339, &sp),

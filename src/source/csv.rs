@@ -26,7 +26,7 @@ impl<R: Read> Read for Counting<R> {
 
 pub struct CsvSource {
     path: PathBuf,
-    reader: csv::Reader<Box<dyn Read + Send>>,
+    reader: csv::Reader<BufReader<Box<dyn Read + Send>>>,
     headers: Vec<String>,
     /// Input column index per projected column.
     projection: Vec<usize>,
@@ -41,7 +41,13 @@ pub struct CsvSource {
 }
 
 impl CsvSource {
-    pub fn open(path: &Path, columns: &[String], delimiter: u8) -> Result<Self, SourceError> {
+    /// `delimiter: None` sniffs it from the header line: `,` unless the header holds none and
+    /// holds `;`, tab or `|` instead (European and database exports).
+    pub fn open(
+        path: &Path,
+        columns: &[String],
+        delimiter: Option<u8>,
+    ) -> Result<Self, SourceError> {
         let bytes = Arc::new(AtomicU64::new(0));
         let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
             Box::new(io::stdin())
@@ -67,13 +73,25 @@ impl CsvSource {
             })?;
             head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b
         };
-        let input: Box<dyn Read + Send> = if is_gzip {
-            Box::new(BufReader::with_capacity(
+        let mut input: BufReader<Box<dyn Read + Send>> = if is_gzip {
+            BufReader::with_capacity(
                 1 << 18,
-                flate2::bufread::MultiGzDecoder::new(buffered),
-            ))
+                Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            )
         } else {
-            Box::new(buffered)
+            BufReader::with_capacity(1 << 18, Box::new(buffered))
+        };
+        let delimiter = match delimiter {
+            Some(d) => d,
+            None => {
+                use std::io::BufRead;
+                let head = input.fill_buf().map_err(|e| SourceError::Read {
+                    path: path.to_path_buf(),
+                    after_row: 0,
+                    message: e.to_string(),
+                })?;
+                sniff_delimiter(head)
+            }
         };
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -123,6 +141,20 @@ impl CsvSource {
             line_fix,
         })
     }
+}
+
+/// The delimiter of a header line: `,` unless it has none and has `;`, tab or `|`.
+fn sniff_delimiter(head: &[u8]) -> u8 {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or(head);
+    let count = |d: u8| line.iter().filter(|b| **b == d).count();
+    if count(b',') > 0 {
+        return b',';
+    }
+    [b';', b'\t', b'|']
+        .into_iter()
+        .max_by_key(|d| count(*d))
+        .filter(|d| count(*d) > 0)
+        .unwrap_or(b',')
 }
 
 fn read_error(path: &Path, after_row: u64, e: &csv::Error) -> SourceError {
@@ -257,7 +289,7 @@ mod tests {
             "a.csv",
             b"\xef\xbb\xbfid,note,amount\r\n1,\"a, b\",3\r\n2,\"multi\r\nline\",4\r\n3,x,5\r\n",
         );
-        let mut s = CsvSource::open(&p, &cols(&["amount", "id"]), b',').unwrap();
+        let mut s = CsvSource::open(&p, &cols(&["amount", "id"]), Some(b',')).unwrap();
         assert_eq!(s.headers(), ["id", "note", "amount"]);
         let (m, c) = all(&mut s, 2);
         assert_eq!(c, vec![vec!["3", "1"], vec!["4", "2"], vec!["5", "3"]]);
@@ -271,7 +303,7 @@ mod tests {
     fn wrong_field_count_and_bad_utf8_become_error_rows() {
         let d = tempfile::tempdir().unwrap();
         let p = file(&d, "b.csv", b"a,b\n1,2\n3\n4,\xff\n5,6,7\n8,9\n");
-        let mut s = CsvSource::open(&p, &cols(&["b"]), b',').unwrap();
+        let mut s = CsvSource::open(&p, &cols(&["b"]), Some(b',')).unwrap();
         let (m, c) = all(&mut s, 100);
         assert_eq!(m.len(), 5);
         assert_eq!(
@@ -293,7 +325,7 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(b"x\ty\n1\t2\n").unwrap();
         let p = file(&d, "no-suffix.dat", &gz.finish().unwrap());
-        let mut s = CsvSource::open(&p, &cols(&["y"]), b'\t').unwrap();
+        let mut s = CsvSource::open(&p, &cols(&["y"]), None).unwrap();
         assert_eq!(all(&mut s, 10).1, vec![vec!["2"]]);
         assert!(s.bytes_read() > 0);
     }
@@ -309,7 +341,7 @@ mod tests {
         let body = gz.finish().unwrap();
         let bytes = body[..body.len() / 2].to_vec();
         let p = file(&d, "t.csv.gz", &bytes);
-        let mut s = CsvSource::open(&p, &cols(&["a"]), b',').unwrap();
+        let mut s = CsvSource::open(&p, &cols(&["a"]), Some(b',')).unwrap();
         let mut rows = 0;
         let err = loop {
             match s.next_chunk(1000) {
@@ -323,16 +355,29 @@ mod tests {
     }
 
     #[test]
+    fn delimiter_is_sniffed_from_the_header() {
+        assert_eq!(sniff_delimiter(b"a;b;c\n1,5;2;3\n"), b';');
+        assert_eq!(sniff_delimiter(b"a\tb\n"), b'\t');
+        assert_eq!(sniff_delimiter(b"a|b\n"), b'|');
+        assert_eq!(sniff_delimiter(b"a,b;c\n"), b',');
+        assert_eq!(sniff_delimiter(b"single\n"), b',');
+        let d = tempfile::tempdir().unwrap();
+        let p = file(&d, "eu.csv", b"id;amount\n1;12,50\n");
+        let mut s = CsvSource::open(&p, &cols(&["amount"]), None).unwrap();
+        assert_eq!(all(&mut s, 10).1, vec![vec!["12,50"]]);
+    }
+
+    #[test]
     fn missing_columns_and_empty_file() {
         let d = tempfile::tempdir().unwrap();
         let p = file(&d, "c.csv", b"a,b\n1,2\n");
-        match CsvSource::open(&p, &cols(&["a", "zz"]), b',') {
+        match CsvSource::open(&p, &cols(&["a", "zz"]), Some(b',')) {
             Err(SourceError::MissingColumns { missing, .. }) => assert_eq!(missing, ["zz"]),
             _ => panic!("expected MissingColumns"),
         }
         let e = file(&d, "e.csv", b"");
         assert!(matches!(
-            CsvSource::open(&e, &cols(&["a"]), b','),
+            CsvSource::open(&e, &cols(&["a"]), Some(b',')),
             Err(SourceError::NoHeader { .. })
         ));
     }

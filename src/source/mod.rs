@@ -25,7 +25,7 @@ pub enum Format {
 pub struct ReadOptions {
     /// `--format`; `None` = from the extension.
     pub format: Option<Format>,
-    /// `--delimiter`; `None` = `,` (or `\t` for `.tsv` / `.tsv.gz`).
+    /// `--delimiter`; `None` = tab for `.tsv`, else sniffed from the header (`,` `;` tab `|`).
     pub delimiter: Option<u8>,
 }
 
@@ -197,9 +197,8 @@ pub fn open(
     match format {
         Format::Parquet => Ok(Box::new(parquet::ParquetSource::open(path, columns)?)),
         Format::Csv | Format::Tsv => {
-            let delimiter =
-                opts.delimiter
-                    .unwrap_or(if format == Format::Tsv { b'\t' } else { b',' });
+            // `.tsv` means tab; otherwise the flag, else sniffed from the header.
+            let delimiter = opts.delimiter.or((format == Format::Tsv).then_some(b'\t'));
             Ok(Box::new(csv::CsvSource::open(path, columns, delimiter)?))
         }
     }
@@ -228,7 +227,8 @@ fn detect_format(path: &Path) -> Result<Format, SourceError> {
 }
 
 /// Resolves projected column names against a header: index per requested column, or the list of
-/// missing names. Header names are compared after trimming spaces (and a UTF-8 BOM on the first).
+/// missing names. Header names are compared after trimming spaces (and a UTF-8 BOM on the first);
+/// when no header matches exactly, a single case-insensitive match is taken.
 pub fn resolve_columns(
     path: &Path,
     headers: &[String],
@@ -236,11 +236,22 @@ pub fn resolve_columns(
 ) -> Result<Vec<usize>, SourceError> {
     let mut idx = Vec::with_capacity(columns.len());
     let mut missing = Vec::new();
+    let clean = |h: &String| h.trim_start_matches('\u{feff}').trim().to_string();
     for c in columns {
-        match headers
-            .iter()
-            .position(|h| h.trim_start_matches('\u{feff}').trim() == c.as_str())
-        {
+        let exact = headers.iter().position(|h| clean(h) == *c);
+        // Exports change case more than names (`Email` for `email`): accept a case-insensitive
+        // match, but only when exactly one header fits.
+        let loose = || {
+            let mut fits = headers
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| clean(h).eq_ignore_ascii_case(c));
+            match (fits.next(), fits.next()) {
+                (Some((i, _)), None) => Some(i),
+                _ => None,
+            }
+        };
+        match exact.or_else(loose) {
             Some(i) => idx.push(i),
             None => missing.push(c.clone()),
         }
@@ -253,5 +264,28 @@ pub fn resolve_columns(
             missing,
             found: headers.to_vec(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_resolve_exactly_then_case_insensitively_when_unambiguous() {
+        let h: Vec<String> = ["\u{feff}Email ", "Phone", "phone2", "ID", "id"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let p = Path::new("x.csv");
+        assert_eq!(
+            resolve_columns(p, &h, &["email".into(), "PHONE".into(), "id".into()]).unwrap(),
+            vec![0, 1, 4]
+        );
+        // `Id` fits both `ID` and `id`: ambiguous, so it is missing.
+        assert!(matches!(
+            resolve_columns(p, &h, &["Id".into()]),
+            Err(SourceError::MissingColumns { .. })
+        ));
     }
 }

@@ -293,6 +293,9 @@ fn gzip_stdin_tsv_and_custom_delimiters_read_the_same() {
         &["--delimiter", ";"],
     );
     let from_semi = report_rows(&w.read("report.csv"));
+    // Without the flag, the delimiter is sniffed from the header line.
+    validate(&w, "mappings/mixed.yaml", &["semi.txt"], &[]);
+    assert_eq!(report_rows(&w.read("report.csv")), from_semi);
 
     let strip = |rows: &[csv::StringRecord]| {
         rows.iter()
