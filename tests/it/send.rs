@@ -192,23 +192,7 @@ fn bisection_isolates_three_poisoned_events_in_a_thousand() {
         ],
     );
     // One dataset so the thousand events share one batch.
-    let csv1: String = csv
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            if i == 0 {
-                l.to_string()
-            } else {
-                l.replacen(",1234567891,", ",1234567890,", 1).replacen(
-                    ",1234567892,",
-                    ",1234567890,",
-                    1,
-                )
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    w.write("in.csv", &(csv1 + "\n"));
+    w.write("in.csv", &one_dataset(&csv));
     let out = send(&w, &emu, "in.csv", &[]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let rows = report_rows(&w.read("report.csv"));
@@ -279,25 +263,7 @@ fn a_token_that_expires_mid_run_stops_it_with_exit_3() {
 #[test]
 fn rate_flag_is_honoured_at_the_emulator() {
     let w = Workdir::new();
-    w.write(
-        "in.csv",
-        &valid_csv(60, "r")
-            .lines()
-            .enumerate()
-            .map(|(i, l)| {
-                if i == 0 {
-                    l.to_string()
-                } else {
-                    l.replacen(",1234567891,", ",1234567890,", 1).replacen(
-                        ",1234567892,",
-                        ",1234567890,",
-                        1,
-                    )
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    );
+    w.write("in.csv", &one_dataset(&valid_csv(60, "r")));
     let emu = Emulator::start(&w, &["--log-requests", "requests.jsonl"]);
     let start = Instant::now();
     let out = send(
