@@ -91,6 +91,10 @@ pub enum LedgerError {
         "state file `{path}` is damaged ({why}); it was left untouched\n  hint: restore it from a backup; starting over with a new `--state` path forgets what was sent, so events of the last 7 days could be sent twice"
     )]
     Corrupt { path: PathBuf, why: String },
+    #[error(
+        "state file `{path}` was left by a killed run and needs recovery, which needs write access ({message}); it was left untouched\n  hint: the next `msgcapi send --state` by a user who can write the file recovers it; nothing was lost"
+    )]
+    NeedsRecovery { path: PathBuf, message: String },
     #[error("state file `{0}` does not exist")]
     Missing(PathBuf),
     #[error("state file `{path}`: {message}")]
@@ -408,9 +412,10 @@ impl Ledger {
         let db = match ledger.open_db(|| Database::open(path)) {
             Ok(db) => db,
             Err(LedgerError::Db { message, .. }) if mode == Mode::ReadOnly => {
-                return Err(ledger.corrupt(format!(
-                    "a killed run left it needing recovery, which needs write access: {message}"
-                )));
+                return Err(LedgerError::NeedsRecovery {
+                    path: path.to_path_buf(),
+                    message,
+                });
             }
             Err(e) => return Err(e),
         };
