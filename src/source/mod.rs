@@ -85,13 +85,7 @@ impl Chunk {
         self.rows.push(meta);
     }
 
-    /// Starts a row cell by cell (for columnar readers): call `push_cell` `width` times, then
-    /// `finish_row`.
-    pub fn push_cell(&mut self, cell: &str) {
-        self.text.push_str(cell);
-        self.ends.push(self.text.len() as u32);
-    }
-
+    /// Closes a row built cell by cell with `text_mut` + `end_cell` (columnar readers).
     pub fn finish_row(&mut self, meta: RowMeta) {
         debug_assert_eq!(self.ends.len(), (self.rows.len() + 1) * self.width);
         self.rows.push(meta);
@@ -111,11 +105,6 @@ impl Chunk {
         let k = i * self.width + col;
         let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
         &self.text[start..self.ends[k] as usize]
-    }
-
-    /// Bytes of cell text held (to size chunks).
-    pub fn text_len(&self) -> usize {
-        self.text.len()
     }
 }
 
