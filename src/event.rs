@@ -303,46 +303,48 @@ pub fn json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Typed JSON text for a value, or why it cannot be that type.
-fn typed_json(name: &str, ty: ValueType, text: &str) -> Result<String, String> {
+/// Appends the typed JSON text of a value to `out`, or says why it cannot be that type (`out`
+/// is then unchanged). Checking is the same whether or not the text is wanted.
+fn typed_json(out: &mut String, name: &str, ty: ValueType, text: &str) -> Result<(), String> {
     match ty {
-        ValueType::String => {
-            let mut s = String::with_capacity(text.len() + 2);
-            json_str(&mut s, text);
-            Ok(s)
-        }
+        ValueType::String => json_str(out, text),
         ValueType::Number => match parse_number(text) {
-            Some(n) => Ok(format_number(n)),
-            None => Err(format!("{name} `{text}` is not a number (e.g. `12.50`)")),
+            Some(n) => write_number(out, n),
+            None => return Err(format!("{name} `{text}` is not a number (e.g. `12.50`)")),
         },
-        ValueType::Integer => text
-            .parse::<i64>()
-            .map(|n| n.to_string())
-            .map_err(|_| format!("{name} `{text}` is not a whole number")),
+        ValueType::Integer => match text.parse::<i64>() {
+            Ok(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Err(_) => return Err(format!("{name} `{text}` is not a whole number")),
+        },
         ValueType::Bool => match text.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "y" | "t" => Ok("true".into()),
-            "false" | "0" | "no" | "n" | "f" => Ok("false".into()),
-            _ => Err(format!("{name} `{text}` is not a boolean (true/false)")),
+            "true" | "1" | "yes" | "y" | "t" => out.push_str("true"),
+            "false" | "0" | "no" | "n" | "f" => out.push_str("false"),
+            _ => return Err(format!("{name} `{text}` is not a boolean (true/false)")),
         },
         ValueType::List => {
-            if text.starts_with('[') {
-                return match serde_json::from_str::<Vec<serde_json::Value>>(text) {
-                    Ok(v) => serde_json::to_string(&v).map_err(|e| e.to_string()),
-                    Err(_) => Err(format!("{name} `{text}` is not a JSON array")),
-                };
-            }
-            let items: Vec<&str> = text
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect();
-            serde_json::to_string(&items).map_err(|e| e.to_string())
+            let list = if text.starts_with('[') {
+                match serde_json::from_str::<Vec<serde_json::Value>>(text) {
+                    Ok(v) => serde_json::to_string(&v),
+                    Err(_) => return Err(format!("{name} `{text}` is not a JSON array")),
+                }
+            } else {
+                let items: Vec<&str> = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                serde_json::to_string(&items)
+            };
+            out.push_str(&list.map_err(|e| e.to_string())?);
         }
         ValueType::Json => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(v) => serde_json::to_string(&v).map_err(|e| e.to_string()),
-            Err(e) => Err(format!("{name} is not valid JSON: {e}")),
+            Ok(v) => out.push_str(&serde_json::to_string(&v).map_err(|e| e.to_string())?),
+            Err(e) => return Err(format!("{name} is not valid JSON: {e}")),
         },
     }
+    Ok(())
 }
 
 /// A plain decimal number (no thousands separators, no currency signs).
@@ -358,11 +360,11 @@ pub fn parse_number(text: &str) -> Option<f64> {
     t.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
-fn format_number(n: f64) -> String {
+fn write_number(out: &mut String, n: f64) {
     if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
+        let _ = write!(out, "{}", n as i64);
     } else {
-        format!("{n}")
+        let _ = write!(out, "{n}");
     }
 }
 
@@ -758,17 +760,18 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         if f.name == "currency" {
             v = Cow::Owned(v.to_ascii_uppercase());
         }
-        match typed_json(&f.name, f.ty, &v) {
-            Ok(j) => {
-                if custom.len() > 1 {
-                    custom.push(',');
-                }
-                json_str(&mut custom, &f.name);
-                custom.push(':');
-                custom.push_str(&j);
-                custom_vals.push((f.name.as_str(), v));
+        let mark = custom.len();
+        if mark > 1 {
+            custom.push(',');
+        }
+        json_str(&mut custom, &f.name);
+        custom.push(':');
+        match typed_json(&mut custom, &f.name, f.ty, &v) {
+            Ok(()) => custom_vals.push((f.name.as_str(), v)),
+            Err(e) => {
+                custom.truncate(mark);
+                push_err(&mut errs, e);
             }
-            Err(e) => push_err(&mut errs, e),
         }
     }
     custom.push('}');
@@ -801,13 +804,16 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
     }
 
     let opt_out = match plan.opt_out.as_ref().and_then(|f| get(f, &mut errs)) {
-        Some(v) => match typed_json("opt_out", ValueType::Bool, &v) {
-            Ok(j) => Some(j),
-            Err(e) => {
-                push_err(&mut errs, e);
-                None
+        Some(v) => {
+            let mut o = String::new();
+            match typed_json(&mut o, "opt_out", ValueType::Bool, &v) {
+                Ok(()) => Some(o),
+                Err(e) => {
+                    push_err(&mut errs, e);
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
 
