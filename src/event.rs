@@ -150,6 +150,11 @@ impl UserField {
         }
     }
 
+    /// Position in `ALL` (and in per-field arrays sized by it).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn from_name(s: &str) -> Option<UserField> {
         UserField::ALL.into_iter().find(|f| f.name() == s)
     }
@@ -191,6 +196,9 @@ pub struct Rules {
     pub now: i64,
     /// Safety margin subtracted from Meta's 7 days (default 1 hour).
     pub expiry_margin_secs: i64,
+    /// Build each valid event's JSON (`send`, `--emit-payloads`). A plain `validate` checks
+    /// exactly the same rules without it.
+    pub payloads: bool,
 }
 
 /// Row verdict before dedup and delivery.
@@ -210,8 +218,10 @@ pub struct Mapped {
     /// fields also land here on valid rows.
     pub reason: String,
     pub dataset_id: String,
-    pub channel: String,
-    pub event_name: String,
+    /// The channel's API name, or the unrecognized text.
+    pub channel: Cow<'static, str>,
+    /// The event name (static for Meta's standard names, which most rows carry).
+    pub event_name: Cow<'static, str>,
     pub event_id: String,
     pub event_time: Option<i64>,
     /// 128-bit dedup key (includes the dataset id); `None` unless valid.
@@ -227,8 +237,8 @@ impl Mapped {
             verdict: Verdict::Invalid,
             reason: reason.to_string(),
             dataset_id: String::new(),
-            channel: String::new(),
-            event_name: String::new(),
+            channel: Cow::Borrowed(""),
+            event_name: Cow::Borrowed(""),
             event_id: String::new(),
             event_time: None,
             key: None,
@@ -303,26 +313,42 @@ pub fn json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Appends the typed JSON text of a value to `out`, or says why it cannot be that type (`out`
-/// is then unchanged). Checking is the same whether or not the text is wanted.
-fn typed_json(out: &mut String, name: &str, ty: ValueType, text: &str) -> Result<(), String> {
+/// Checks a value against its type and, when `out` is given, appends its JSON text. On error
+/// `out` is unchanged. The checks are the same whether or not the text is wanted.
+fn typed_json(
+    out: Option<&mut String>,
+    name: &str,
+    ty: ValueType,
+    text: &str,
+) -> Result<(), String> {
     match ty {
-        ValueType::String => json_str(out, text),
-        ValueType::Number => match parse_number(text) {
-            Some(n) => write_number(out, n),
-            None => return Err(format!("{name} `{text}` is not a number (e.g. `12.50`)")),
-        },
-        ValueType::Integer => match text.parse::<i64>() {
-            Ok(n) => {
+        ValueType::String => {
+            if let Some(out) = out {
+                json_str(out, text);
+            }
+        }
+        ValueType::Number => {
+            let n = parse_number(text)
+                .ok_or_else(|| format!("{name} `{text}` is not a number (e.g. `12.50`)"))?;
+            if let Some(out) = out {
+                write_number(out, n);
+            }
+        }
+        ValueType::Integer => {
+            let n = text
+                .parse::<i64>()
+                .map_err(|_| format!("{name} `{text}` is not a whole number"))?;
+            if let Some(out) = out {
                 let _ = write!(out, "{n}");
             }
-            Err(_) => return Err(format!("{name} `{text}` is not a whole number")),
-        },
-        ValueType::Bool => match text.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "y" | "t" => out.push_str("true"),
-            "false" | "0" | "no" | "n" | "f" => out.push_str("false"),
-            _ => return Err(format!("{name} `{text}` is not a boolean (true/false)")),
-        },
+        }
+        ValueType::Bool => {
+            let b = parse_bool(text)
+                .ok_or_else(|| format!("{name} `{text}` is not a boolean (true/false)"))?;
+            if let Some(out) = out {
+                out.push_str(if b { "true" } else { "false" });
+            }
+        }
         ValueType::List => {
             let list = if text.starts_with('[') {
                 match serde_json::from_str::<Vec<serde_json::Value>>(text) {
@@ -337,14 +363,32 @@ fn typed_json(out: &mut String, name: &str, ty: ValueType, text: &str) -> Result
                     .collect();
                 serde_json::to_string(&items)
             };
-            out.push_str(&list.map_err(|e| e.to_string())?);
+            let list = list.map_err(|e| e.to_string())?;
+            if let Some(out) = out {
+                out.push_str(&list);
+            }
         }
-        ValueType::Json => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(v) => out.push_str(&serde_json::to_string(&v).map_err(|e| e.to_string())?),
-            Err(e) => return Err(format!("{name} is not valid JSON: {e}")),
-        },
+        ValueType::Json => {
+            let v = serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| format!("{name} is not valid JSON: {e}"))?;
+            let v = serde_json::to_string(&v).map_err(|e| e.to_string())?;
+            if let Some(out) = out {
+                out.push_str(&v);
+            }
+        }
     }
     Ok(())
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    let is = |words: &[&str]| words.iter().any(|w| text.eq_ignore_ascii_case(w));
+    if is(&["true", "1", "yes", "y", "t"]) {
+        Some(true)
+    } else if is(&["false", "0", "no", "n", "f"]) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// A plain decimal number (no thousands separators, no currency signs).
@@ -546,6 +590,15 @@ pub fn normalize(kind: PiiKind, text: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// Whether `hash_pii` would accept the value, without hashing it.
+pub fn check_pii(kind: PiiKind, text: &str) -> Result<(), String> {
+    let t = text.trim();
+    if is_hex64(t) {
+        return Ok(());
+    }
+    normalize(kind, t).map(drop)
+}
+
 /// Lower-case hex SHA-256 of the normalized value; 64-hex input is taken as already hashed.
 pub fn hash_pii(kind: PiiKind, text: &str) -> Result<String, String> {
     let t = text.trim();
@@ -678,17 +731,29 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
     let event_id = plan.event_id.as_ref().and_then(|f| get(f, &mut errs));
 
     // user_data: this channel's ids (required, plain) and contact fields (normalized + hashed).
-    let mut user = String::with_capacity(256);
-    user.push('{');
-    let mut user_vals: Vec<(&'static str, Cow<'a, str>)> = Vec::new();
+    // `user` is the JSON object, built only when payloads are wanted; `user_vals` keeps each
+    // field's sent text (hashed where hashing applies) for the checks and the dedup key.
+    let mut user = String::new();
+    if rules.payloads {
+        user.reserve(256);
+        user.push('{');
+    }
+    let mut user_vals: [Option<Cow<'a, str>>; UserField::ALL.len()] = [const { None }; _];
     for (uf, f) in &plan.user_data {
         if uf.is_channel_id() && channel.is_some_and(|c| !c.required_ids().contains(uf)) {
             continue; // another channel's id column (mixed exports): not sent
         }
         let Some(v) = get(f, &mut errs) else { continue };
         let text = if let Some(kind) = f.hash {
-            match hash_pii(kind, &v) {
-                Ok(h) => Cow::Owned(h),
+            // Without payloads the digest is needed only when the dedup key names this field;
+            // the normalization still runs, so the same values are omitted either way.
+            let checked = if rules.payloads || plan.key_names_user(*uf) {
+                hash_pii(kind, &v).map(Cow::Owned)
+            } else {
+                check_pii(kind, &v).map(|()| v)
+            };
+            match checked {
+                Ok(t) => t,
                 Err(why) => {
                     push_err(&mut notes, format!("{} omitted: {why}", uf.name()));
                     continue;
@@ -716,18 +781,22 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
             }
             v
         };
-        if user.len() > 1 {
-            user.push(',');
+        if rules.payloads {
+            if user.len() > 1 {
+                user.push(',');
+            }
+            json_str(&mut user, uf.name());
+            user.push(':');
+            json_str(&mut user, &text);
         }
-        json_str(&mut user, uf.name());
-        user.push(':');
-        json_str(&mut user, &text);
-        user_vals.push((uf.name(), text));
+        user_vals[uf.index()] = Some(text);
     }
-    user.push('}');
+    if rules.payloads {
+        user.push('}');
+    }
     if let Some(ch) = channel {
         for req in ch.required_ids() {
-            if !user_vals.iter().any(|(n, _)| *n == req.name()) {
+            if user_vals[req.index()].is_none() {
                 let mapped = plan.user_data.iter().any(|(u, _)| *u == req);
                 if mapped {
                     push_err(
@@ -749,39 +818,51 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         }
     }
 
-    // custom_data
-    let mut custom = String::with_capacity(128);
-    custom.push('{');
-    let mut custom_vals: Vec<(&str, Cow<'a, str>)> = Vec::new();
+    // custom_data: typed and checked; the JSON object only with payloads. Values are kept for
+    // the currency/value rules and for any custom field the dedup key names.
+    let mut custom = String::new();
+    if rules.payloads {
+        custom.reserve(128);
+        custom.push('{');
+    }
+    let (mut currency, mut value) = (None, None);
+    let mut key_vals: Vec<(&str, Cow<'a, str>)> = Vec::new();
     for f in &plan.custom_data {
         let Some(mut v) = get(f, &mut errs) else {
             continue;
         };
-        if f.name == "currency" {
+        if f.name == "currency" && v.bytes().any(|b| b.is_ascii_lowercase()) {
             v = Cow::Owned(v.to_ascii_uppercase());
         }
         let mark = custom.len();
-        if mark > 1 {
-            custom.push(',');
-        }
-        json_str(&mut custom, &f.name);
-        custom.push(':');
-        match typed_json(&mut custom, &f.name, f.ty, &v) {
-            Ok(()) => custom_vals.push((f.name.as_str(), v)),
-            Err(e) => {
-                custom.truncate(mark);
-                push_err(&mut errs, e);
+        let out = if rules.payloads {
+            if mark > 1 {
+                custom.push(',');
             }
+            json_str(&mut custom, &f.name);
+            custom.push(':');
+            Some(&mut custom)
+        } else {
+            None
+        };
+        if let Err(e) = typed_json(out, &f.name, f.ty, &v) {
+            custom.truncate(mark);
+            push_err(&mut errs, e);
+            continue;
+        }
+        if plan.key_names_custom(&f.name) {
+            key_vals.push((f.name.as_str(), v.clone()));
+        }
+        match f.name.as_str() {
+            "currency" => currency = Some(v),
+            "value" => value = Some(v),
+            _ => {}
         }
     }
-    custom.push('}');
-    let custom_get = |n: &str| {
-        custom_vals
-            .iter()
-            .find(|(k, _)| *k == n)
-            .map(|(_, v)| v.as_ref())
-    };
-    if let Some(cur) = custom_get("currency")
+    if rules.payloads {
+        custom.push('}');
+    }
+    if let Some(cur) = currency.as_deref()
         && !is_currency(cur)
     {
         push_err(
@@ -789,16 +870,16 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
             format!("currency `{cur}` is not an ISO 4217 code (e.g. USD, EUR, BRL)"),
         );
     }
-    if let Some(v) = custom_get("value").and_then(parse_number)
+    if let Some(v) = value.as_deref().and_then(parse_number)
         && v < 0.0
     {
         push_err(&mut errs, format!("value {v} is negative"));
     }
     if event_name.as_deref() == Some("Purchase") {
-        if custom_get("currency").is_none() {
+        if currency.is_none() {
             push_err(&mut errs, "Purchase needs currency");
         }
-        if custom_get("value").is_none() && !errs.contains("value `") {
+        if value.is_none() && !errs.contains("value `") {
             push_err(&mut errs, "Purchase needs value");
         }
     }
@@ -806,7 +887,7 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
     let opt_out = match plan.opt_out.as_ref().and_then(|f| get(f, &mut errs)) {
         Some(v) => {
             let mut o = String::new();
-            match typed_json(&mut o, "opt_out", ValueType::Bool, &v) {
+            match typed_json(Some(&mut o), "opt_out", ValueType::Bool, &v) {
                 Ok(()) => Some(o),
                 Err(e) => {
                     push_err(&mut errs, e);
@@ -839,10 +920,18 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
     }
 
     let dataset_id = dataset_id.map(Cow::into_owned).unwrap_or_default();
-    let channel_name = channel
-        .map(|c| c.name().to_string())
-        .unwrap_or_else(|| channel_text.map(Cow::into_owned).unwrap_or_default());
-    let event_name = event_name.map(Cow::into_owned).unwrap_or_default();
+    let channel_name: Cow<'static, str> = match (channel, channel_text) {
+        (Some(c), _) => Cow::Borrowed(c.name()),
+        (None, Some(t)) => Cow::Owned(t.into_owned()),
+        (None, None) => Cow::Borrowed(""),
+    };
+    let event_name: Cow<'static, str> = match event_name {
+        Some(n) => match EVENT_NAMES.iter().find(|k| **k == n) {
+            Some(k) => Cow::Borrowed(k),
+            None => Cow::Owned(n.into_owned()),
+        },
+        None => Cow::Borrowed(""),
+    };
     let event_id = event_id.map(Cow::into_owned).unwrap_or_default();
 
     let (mut key, mut json) = (None, None);
@@ -850,25 +939,26 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         && let Some(t) = event_time
     {
         // The dedup key: every part must be present, or two different events could collide.
-        let mut parts: Vec<Cow<'_, str>> = Vec::with_capacity(plan.dedup_key.len());
+        let mut h = KeyHasher::new(&dataset_id);
+        let mut digits = [0u8; 20];
         let mut missing = None;
         for p in &plan.dedup_key {
-            let v: Option<Cow<'_, str>> = match p {
-                KeyPart::DatasetId => Some(Cow::Borrowed(dataset_id.as_str())),
-                KeyPart::Channel => Some(Cow::Borrowed(channel_name.as_str())),
-                KeyPart::EventName => Some(Cow::Borrowed(event_name.as_str())),
-                KeyPart::EventTime => Some(Cow::Owned(t.to_string())),
-                KeyPart::EventId => Some(Cow::Borrowed(event_id.as_str())),
-                KeyPart::User(n) => user_vals
+            let v: Option<&[u8]> = match p {
+                KeyPart::DatasetId => Some(dataset_id.as_bytes()),
+                KeyPart::Channel => Some(channel_name.as_bytes()),
+                KeyPart::EventName => Some(event_name.as_bytes()),
+                KeyPart::EventTime => Some(decimal(t, &mut digits)),
+                KeyPart::EventId => Some(event_id.as_bytes()),
+                KeyPart::User(u) => user_vals[u.index()].as_deref().map(str::as_bytes),
+                KeyPart::Custom(n) => key_vals
                     .iter()
                     .find(|(k, _)| k == n)
-                    .map(|(_, v)| Cow::Borrowed(v.as_ref())),
-                KeyPart::Custom(n) => custom_get(n).map(Cow::Borrowed),
+                    .map(|(_, v)| v.as_bytes()),
             };
             match v {
-                Some(v) if !v.is_empty() => parts.push(v),
+                Some(v) if !v.is_empty() => h.part(v),
                 _ => {
-                    missing = Some(p.name().to_string());
+                    missing = Some(p.name());
                     break;
                 }
             }
@@ -892,8 +982,12 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
                 json: None,
             };
         }
-        key = Some(dedup_hash(&dataset_id, &parts));
-
+        key = Some(h.finish());
+    }
+    if key.is_some()
+        && rules.payloads
+        && let Some(t) = event_time
+    {
         let mut j = String::with_capacity(256 + user.len() + custom.len());
         j.push_str("{\"event_name\":");
         json_str(&mut j, &event_name);
@@ -942,16 +1036,45 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
     }
 }
 
-/// 128-bit hash of the dataset id and the key parts, unambiguous (length-prefixed parts).
-pub fn dedup_hash(dataset_id: &str, parts: &[Cow<'_, str>]) -> u128 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&(dataset_id.len() as u64).to_le_bytes());
-    h.update(dataset_id.as_bytes());
-    for p in parts {
-        h.update(&(p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
+/// Builds the 128-bit dedup key from the dataset id and the key parts, each length-prefixed so
+/// that ("ab", "c") and ("a", "bc") differ. The state ledger stores these keys across runs and
+/// releases: this byte layout must not change.
+pub struct KeyHasher(xxhash_rust::xxh3::Xxh3);
+
+impl KeyHasher {
+    pub fn new(dataset_id: &str) -> KeyHasher {
+        let mut h = KeyHasher(xxhash_rust::xxh3::Xxh3::new());
+        h.part(dataset_id.as_bytes());
+        h
     }
-    h.digest128()
+
+    pub fn part(&mut self, p: &[u8]) {
+        self.0.update(&(p.len() as u64).to_le_bytes());
+        self.0.update(p);
+    }
+
+    pub fn finish(&self) -> u128 {
+        self.0.digest128()
+    }
+}
+
+/// `n` in decimal, as `n.to_string()` writes it, into `buf` (20 bytes fit any i64).
+fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut u = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
 }
 
 #[cfg(test)]

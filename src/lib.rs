@@ -203,6 +203,7 @@ fn run_pipeline_with(
         rules: event::Rules {
             now,
             expiry_margin_secs: margin,
+            payloads: send.is_some() || args.emit_payloads.is_some(),
         },
         report: args.report,
         report_format: args.report_format,

@@ -290,7 +290,7 @@ pub enum KeyPart {
     EventName,
     EventTime,
     EventId,
-    User(String),
+    User(UserField),
     Custom(String),
 }
 
@@ -302,7 +302,8 @@ impl KeyPart {
             KeyPart::EventName => "event_name",
             KeyPart::EventTime => "event_time",
             KeyPart::EventId => "event_id",
-            KeyPart::User(n) | KeyPart::Custom(n) => n,
+            KeyPart::User(u) => u.name(),
+            KeyPart::Custom(n) => n,
         }
     }
 }
@@ -519,6 +520,18 @@ fn location_of_error(e: &serde_saphyr::Error) -> (u64, u64) {
 }
 
 impl Plan {
+    /// Whether the dedup key includes this user_data field.
+    pub fn key_names_user(&self, u: UserField) -> bool {
+        self.dedup_key.contains(&KeyPart::User(u))
+    }
+
+    /// Whether the dedup key includes this custom_data field.
+    pub fn key_names_custom(&self, name: &str) -> bool {
+        self.dedup_key
+            .iter()
+            .any(|p| matches!(p, KeyPart::Custom(n) if n == name))
+    }
+
     /// Reads and compiles a mapping file. Environment variables are read through `env`.
     pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, MappingError> {
         let text = std::fs::read_to_string(path).map_err(|e| MappingError {
@@ -787,8 +800,8 @@ impl Plan {
                         "event_name" => KeyPart::EventName,
                         "event_time" => KeyPart::EventTime,
                         "event_id" if event_id.is_some() => KeyPart::EventId,
-                        n if user_data.iter().any(|(u, _)| u.name() == n) => {
-                            KeyPart::User(n.to_string())
+                        n if let Some((u, _)) = user_data.iter().find(|(u, _)| u.name() == n) => {
+                            KeyPart::User(*u)
                         }
                         n if custom_data.iter().any(|f| f.name == n) => {
                             KeyPart::Custom(n.to_string())
@@ -811,7 +824,7 @@ impl Plan {
                 let mut parts = vec![KeyPart::Channel];
                 for (u, _) in &user_data {
                     if u.is_channel_id() {
-                        parts.push(KeyPart::User(u.name().to_string()));
+                        parts.push(KeyPart::User(*u));
                     }
                 }
                 parts.extend([KeyPart::EventName, KeyPart::EventTime]);

@@ -498,7 +498,7 @@ impl Run<'_> {
             };
             let (key, json) = (m.key, m.json.take());
             let mut row = base_row(file, meta, m, status);
-            let (Some(key), Some(json)) = (key, json) else {
+            let Some(key) = key else {
                 self.push_done(row);
                 continue;
             };
@@ -549,16 +549,21 @@ impl Run<'_> {
                 self.push_done(row);
                 continue;
             }
+            // `json` is there exactly when it is wanted: send or --emit-payloads (Rules::payloads).
+            let Some(json) = json else {
+                self.buf.push_back(Slot {
+                    row,
+                    done: true,
+                    key: Some(key),
+                });
+                continue;
+            };
             let dataset = row.dataset_id.clone();
-            let validate_only = self.cfg.send.is_none();
             self.buf.push_back(Slot {
                 row,
-                done: validate_only && self.payload_dir.is_none(),
+                done: false,
                 key: Some(key),
             });
-            if validate_only && self.payload_dir.is_none() {
-                continue;
-            }
             if let Some(batch) = self
                 .batcher
                 .push(&dataset, PendingEvent { ordinal: o, json })

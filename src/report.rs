@@ -4,6 +4,7 @@
 //! The report holds no PII beyond the ids Meta needs: never a raw email or phone (hashed or not).
 //! Report files are created with mode 0600.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -68,8 +69,8 @@ pub struct ReportRow {
     pub status: Status,
     pub reason: String,
     pub dataset_id: String,
-    pub channel: String,
-    pub event_name: String,
+    pub channel: Cow<'static, str>,
+    pub event_name: Cow<'static, str>,
     pub event_id: String,
     pub event_time: Option<i64>,
     pub batch: Option<u64>,
@@ -247,27 +248,34 @@ pub struct Summary {
     pub by_event_name: BTreeMap<String, BTreeMap<&'static str, u64>>,
 }
 
+/// Distinct channels or event names the summary keeps apart; rows with any further value are
+/// counted under `(other)`, so an export full of junk names cannot grow the summary unbounded.
+pub const MAX_SUMMARY_KEYS: usize = 100;
+
+/// Counts status `s` under `key` (skipped when empty), allocating only for a new key.
+fn bump(map: &mut BTreeMap<String, BTreeMap<&'static str, u64>>, key: &str, s: &'static str) {
+    if key.is_empty() {
+        return;
+    }
+    let key = if map.contains_key(key) || map.len() < MAX_SUMMARY_KEYS {
+        key
+    } else {
+        "(other)"
+    };
+    if let Some(per) = map.get_mut(key) {
+        *per.entry(s).or_default() += 1;
+    } else {
+        map.entry(key.to_string()).or_default().insert(s, 1);
+    }
+}
+
 impl Summary {
     fn count(&mut self, r: &ReportRow) {
         self.rows += 1;
         let s = r.status.as_str();
         *self.by_status.entry(s).or_default() += 1;
-        if !r.channel.is_empty() {
-            *self
-                .by_channel
-                .entry(r.channel.clone())
-                .or_default()
-                .entry(s)
-                .or_default() += 1;
-        }
-        if !r.event_name.is_empty() {
-            *self
-                .by_event_name
-                .entry(r.event_name.clone())
-                .or_default()
-                .entry(s)
-                .or_default() += 1;
-        }
+        bump(&mut self.by_channel, &r.channel, s);
+        bump(&mut self.by_event_name, &r.event_name, s);
     }
 
     pub fn get(&self, s: Status) -> u64 {
@@ -353,5 +361,22 @@ mod tests {
             assert!(v.get(c).is_some(), "missing {c}");
         }
         assert_eq!(v["status"], "failed");
+    }
+
+    #[test]
+    fn summary_keeps_a_bounded_number_of_event_names() {
+        let mut s = Summary::default();
+        for i in 0..MAX_SUMMARY_KEYS + 50 {
+            let mut r = row(Status::Invalid);
+            r.event_name = format!("junk{i}").into();
+            s.count(&r);
+            s.count(&r);
+        }
+        s.count(&row(Status::Sent));
+        assert_eq!(s.by_event_name.len(), MAX_SUMMARY_KEYS + 1);
+        assert_eq!(s.by_event_name["junk0"]["invalid"], 2);
+        assert_eq!(s.by_event_name["(other)"]["invalid"], 100);
+        assert_eq!(s.by_event_name["(other)"]["sent"], 1);
+        assert_eq!(s.by_channel["whatsapp"]["invalid"], 300);
     }
 }

@@ -11,6 +11,7 @@ fn rules() -> Rules {
     Rules {
         now: NOW,
         expiry_margin_secs: 3600,
+        payloads: true,
     }
 }
 
@@ -227,6 +228,7 @@ fn event_time_window_expired_with_margin_and_future() {
     let r0 = Rules {
         now: NOW,
         expiry_margin_secs: 0,
+        payloads: true,
     };
     assert_eq!(
         map_with(
@@ -422,10 +424,14 @@ fn dedup_key_is_stable_and_scoped_by_dataset() {
     let other = plan(&ISSUE_EXAMPLE.replace("\"1234567890\"", "\"999\""));
     assert_ne!(a, map_with(&other, &rules(), &wa_purchase()).key.unwrap());
     // Parts are length-prefixed: ("ab","c") differs from ("a","bc").
-    assert_ne!(
-        dedup_hash("1", &["ab".into(), "c".into()]),
-        dedup_hash("1", &["a".into(), "bc".into()])
-    );
+    let key = |parts: &[&str]| {
+        let mut h = KeyHasher::new("1");
+        for p in parts {
+            h.part(p.as_bytes());
+        }
+        h.finish()
+    };
+    assert_ne!(key(&["ab", "c"]), key(&["a", "bc"]));
 }
 
 #[test]
@@ -471,4 +477,63 @@ fn typed_custom_fields() {
 fn currencies() {
     assert!(is_currency("USD") && is_currency("BRL") && is_currency("INR"));
     assert!(!is_currency("usd") && !is_currency("XXX") && !is_currency("US"));
+}
+
+#[test]
+fn without_payloads_the_verdict_reason_and_key_are_the_same() {
+    let r_off = Rules {
+        payloads: false,
+        ..rules()
+    };
+    let rows = [
+        wa_purchase(),
+        set(wa_purchase(), "amount", "n/a"),
+        set(wa_purchase(), "currency", "dollars"),
+        set(wa_purchase(), "email", "not an email"),
+        set(wa_purchase(), "waba_id", ""),
+        set(wa_purchase(), "occurred_at", "2026-11-01T00:00:00Z"),
+    ];
+    for row in &rows {
+        let on = go(row);
+        let off = map_with(&plan(ISSUE_EXAMPLE), &r_off, row);
+        assert_eq!(on.verdict, off.verdict, "{row:?}");
+        assert_eq!(on.reason, off.reason, "{row:?}");
+        assert_eq!(on.key, off.key, "{row:?}");
+        assert_eq!(off.json, None, "{row:?}");
+    }
+    assert!(go(&rows[0]).json.is_some());
+}
+
+/// The state ledger stores these keys across runs and releases: a change in how they are
+/// derived would make every already-sent event look new. These values must never change.
+#[test]
+fn dedup_keys_stay_what_earlier_ledgers_stored() {
+    let every_part = ISSUE_EXAMPLE.replace(
+        "key: [event_id]",
+        "key: [dataset_id, channel, event_name, event_time, event_id, em, whatsapp_business_account_id, currency, order_id]",
+    );
+    assert_eq!(
+        go(&wa_purchase()).key,
+        Some(262198857965306755506530627902508232363)
+    );
+    assert_eq!(
+        map_with(&plan(&every_part), &rules(), &wa_purchase()).key,
+        Some(335033061764426341212757376865255379005)
+    );
+    let validate_only = Rules {
+        payloads: false,
+        ..rules()
+    };
+    assert_eq!(
+        map_with(&plan(&every_part), &validate_only, &wa_purchase()).key,
+        Some(335033061764426341212757376865255379005)
+    );
+}
+
+#[test]
+fn decimal_writes_what_to_string_writes() {
+    let mut buf = [0u8; 20];
+    for n in [0, 7, -7, 10, 1_795_176_000, -86_400, i64::MAX, i64::MIN] {
+        assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes(), "{n}");
+    }
 }
