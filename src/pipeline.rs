@@ -31,7 +31,10 @@ use crate::sink::{
 use crate::source::{self, Chunk, ReadOptions, Source, SourceError};
 
 /// Rows per chunk handed from the reader to the workers.
-const CHUNK_ROWS: usize = 4096;
+const CHUNK_ROWS: usize = 2048;
+/// Chunks read ahead of mapping. With the one being read, the one being mapped, one mapped
+/// and waiting, and the one in the sequential stage, at most 5 chunks are in memory.
+const QUEUE_CHUNKS: usize = 2;
 /// Rows the reorder buffer may hold before partial batches are flushed to make progress.
 const MAX_BUFFERED_ROWS: usize = 200_000;
 
@@ -192,16 +195,21 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
 
     let progress = Progress::new(total_bytes, cfg.quiet);
     let bytes_done = Arc::new(AtomicU64::new(0));
-    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<ReaderMsg>(4);
+    // Chunks and result vectors go back upstream once used, so their buffers are reused instead
+    // of being freed on this thread and allocated again on another (which costs the allocator
+    // memory). Recycling is best effort: a full return channel just drops the spare.
+    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<ReaderMsg>(QUEUE_CHUNKS);
+    let (spare_chunk_tx, spare_chunk_rx) = mpsc::sync_channel::<Chunk>(QUEUE_CHUNKS + 2);
     let reader = {
         let bytes_done = bytes_done.clone();
         std::thread::Builder::new()
             .name("reader".into())
-            .spawn(move || read_all(sources, chunk_tx, bytes_done))
+            .spawn(move || read_all(sources, chunk_tx, spare_chunk_rx, bytes_done))
             .context("cannot start the reader thread")?
     };
     // Mapping runs a chunk ahead of the sequential stage, on rayon's threads.
-    let (mapped_tx, mapped_rx) = mpsc::sync_channel::<MappedMsg>(2);
+    let (mapped_tx, mapped_rx) = mpsc::sync_channel::<MappedMsg>(1);
+    let (spare_mapped_tx, spare_mapped_rx) = mpsc::sync_channel::<Vec<Mapped>>(3);
     let mapper = {
         let plan = Arc::new(cfg.plan.clone());
         let rules = cfg.rules;
@@ -211,7 +219,8 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
                 for msg in chunk_rx {
                     let out = match msg {
                         ReaderMsg::Chunk(file, chunk) => {
-                            let mapped = map_chunk(&plan, &rules, &chunk);
+                            let mut mapped = spare_mapped_rx.try_recv().unwrap_or_default();
+                            map_chunk(&plan, &rules, &chunk, &mut mapped);
                             MappedMsg::Chunk(file, chunk, mapped)
                         }
                         ReaderMsg::Failed(e) => MappedMsg::Failed(e),
@@ -246,7 +255,7 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
     let mut next_ordinal = 0u64;
     let mut current_file = u32::MAX;
     for msg in mapped_rx.iter() {
-        let (file, chunk, mapped) = match msg {
+        let (file, chunk, mut mapped) = match msg {
             MappedMsg::Chunk(file, chunk, mapped) => (file, chunk, mapped),
             MappedMsg::Failed(e) => {
                 run.aborted = Some(e.to_string());
@@ -264,8 +273,10 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
             // A dry run has nothing at stake: stop reading; the report covers the rows read.
             break;
         }
-        run.sequential(file, &chunk, mapped, next_ordinal)?;
+        run.sequential(file, &chunk, &mut mapped, next_ordinal)?;
         next_ordinal += chunk.len() as u64;
+        let _ = spare_chunk_tx.try_send(chunk);
+        let _ = spare_mapped_tx.try_send(mapped);
         run.pump_outcomes(false)?;
         run.flush_ready()?;
         run.relieve()?;
@@ -386,12 +397,14 @@ enum MappedMsg {
 fn read_all(
     sources: Vec<Box<dyn Source>>,
     tx: mpsc::SyncSender<ReaderMsg>,
+    spares: mpsc::Receiver<Chunk>,
     bytes_done: Arc<AtomicU64>,
 ) {
     let mut finished_bytes = 0u64;
     for (i, mut s) in sources.into_iter().enumerate() {
         loop {
-            match s.next_chunk(CHUNK_ROWS) {
+            let spare = spares.try_recv().unwrap_or_default();
+            match s.next_chunk(spare, CHUNK_ROWS) {
                 Ok(Some(chunk)) => {
                     bytes_done.store(finished_bytes + s.bytes_read(), Ordering::Relaxed);
                     if tx.send(ReaderMsg::Chunk(i as u32, chunk)).is_err() {
@@ -409,16 +422,15 @@ fn read_all(
     }
 }
 
-/// Maps and validates a chunk in parallel; results in row order.
-fn map_chunk(plan: &Plan, rules: &Rules, chunk: &Chunk) -> Vec<Mapped> {
-    (0..chunk.len())
-        .into_par_iter()
-        .with_min_len(256)
-        .map(|i| match &chunk.rows[i].error {
+/// Maps and validates a chunk in parallel into `out` (emptied first); results in row order.
+fn map_chunk(plan: &Plan, rules: &Rules, chunk: &Chunk, out: &mut Vec<Mapped>) {
+    out.clear();
+    out.par_extend((0..chunk.len()).into_par_iter().with_min_len(256).map(|i| {
+        match &chunk.rows[i].error {
             Some(e) => Mapped::unreadable(e),
             None => event::map_row(plan, rules, |c| chunk.cell(i, c)),
-        })
-        .collect()
+        }
+    }));
 }
 
 fn base_row(file: u32, meta: &source::RowMeta, m: Mapped, status: Status) -> ReportRow {
@@ -464,7 +476,7 @@ impl Run<'_> {
         &mut self,
         file: u32,
         chunk: &Chunk,
-        mapped: Vec<Mapped>,
+        mapped: &mut Vec<Mapped>,
         first: u64,
     ) -> Result<()> {
         // One ledger read per chunk for every valid row's key.
@@ -488,7 +500,7 @@ impl Run<'_> {
             }
             None => Vec::new(),
         };
-        for (i, mut m) in mapped.into_iter().enumerate() {
+        for (i, mut m) in mapped.drain(..).enumerate() {
             let o = first + i as u64;
             let meta = &chunk.rows[i];
             let status = match m.verdict {

@@ -174,11 +174,11 @@ impl Source for CsvSource {
         &self.headers
     }
 
-    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk>, SourceError> {
+    fn next_chunk(&mut self, spare: Chunk, max_rows: usize) -> Result<Option<Chunk>, SourceError> {
         if let Some(e) = self.pending_error.take() {
             return Err(e);
         }
-        let mut chunk = Chunk::new(self.projection.len());
+        let mut chunk = spare.reuse(self.projection.len());
         while chunk.len() < max_rows {
             match self.reader.read_byte_record(&mut self.record) {
                 Ok(false) => break,
@@ -266,7 +266,7 @@ mod tests {
 
     fn all(src: &mut CsvSource, max: usize) -> (Vec<RowMeta>, Vec<Vec<String>>) {
         let (mut metas, mut cells) = (Vec::new(), Vec::new());
-        while let Some(c) = src.next_chunk(max).unwrap() {
+        while let Some(c) = src.next_chunk(Chunk::default(), max).unwrap() {
             for i in 0..c.len() {
                 metas.push(c.rows[i].clone());
                 cells.push((0..c.width).map(|k| c.cell(i, k).to_string()).collect());
@@ -344,7 +344,7 @@ mod tests {
         let mut s = CsvSource::open(&p, &cols(&["a"]), Some(b',')).unwrap();
         let mut rows = 0;
         let err = loop {
-            match s.next_chunk(1000) {
+            match s.next_chunk(Chunk::default(), 1000) {
                 Ok(Some(c)) => rows += c.len(),
                 Ok(None) => panic!("a truncated gzip must not end cleanly"),
                 Err(e) => break e,

@@ -52,11 +52,14 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    pub fn new(width: usize) -> Self {
-        Chunk {
-            width,
-            ..Default::default()
-        }
+    /// This chunk emptied for reuse with `width` cells per row: its buffers keep their capacity,
+    /// so a steady stream of chunks allocates nothing after the first few.
+    pub fn reuse(mut self, width: usize) -> Self {
+        self.rows.clear();
+        self.text.clear();
+        self.ends.clear();
+        self.width = width;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -147,8 +150,9 @@ pub enum SourceError {
 pub trait Source: Send {
     /// Column names from the header, in file order.
     fn headers(&self) -> &[String];
-    /// Reads up to `max_rows` rows (fewer at the end). `Ok(None)` at end of input.
-    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk>, SourceError>;
+    /// Reads up to `max_rows` rows (fewer at the end) into `spare`, a used chunk whose buffers
+    /// are reused (`Chunk::default()` when there is none). `Ok(None)` at end of input.
+    fn next_chunk(&mut self, spare: Chunk, max_rows: usize) -> Result<Option<Chunk>, SourceError>;
     /// Bytes consumed so far (compressed bytes for gzip), for progress and ETA.
     fn bytes_read(&self) -> u64;
 }

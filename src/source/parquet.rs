@@ -117,8 +117,8 @@ impl Source for ParquetSource {
         &self.headers
     }
 
-    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk>, SourceError> {
-        let mut chunk = Chunk::new(self.order.len());
+    fn next_chunk(&mut self, spare: Chunk, max_rows: usize) -> Result<Option<Chunk>, SourceError> {
+        let mut chunk = spare.reuse(self.order.len());
         while chunk.len() < max_rows {
             let (batch, start) = match self.pending.take() {
                 Some(p) => p,
@@ -341,7 +341,7 @@ mod tests {
         let cols: Vec<String> = cols.iter().map(|s| s.to_string()).collect();
         let mut s = ParquetSource::open(p, &cols).unwrap();
         let mut out = Vec::new();
-        while let Some(c) = s.next_chunk(max).unwrap() {
+        while let Some(c) = s.next_chunk(Chunk::default(), max).unwrap() {
             for i in 0..c.len() {
                 assert_eq!(c.rows[i].line, c.rows[i].row + 1);
                 out.push((0..c.width).map(|k| c.cell(i, k).to_string()).collect());
