@@ -7,7 +7,8 @@
 //!   the state ledger; and `BENCH_LATENCY_ROWS` (100,000) with 200 ms latency at concurrency 4, 16.
 //!
 //! Not a timed test: it asserts nothing about speed, it measures. Numbers go in README.md.
-//! validate and the ledger comparison report the best of three runs (this is a shared machine).
+//! validate and the ledger comparison report the best time of three runs (this is a shared
+//! machine) and the largest peak RSS of the three.
 
 #![allow(clippy::unwrap_used)]
 
@@ -91,6 +92,19 @@ struct Run {
     rows: u64,
     peak_rss_mb: f64,
     summary: serde_json::Value,
+}
+
+/// Three runs: the time of the fastest (the least disturbed, on a shared 2-core box) and the
+/// largest peak RSS of the three (memory is a ceiling, so the worst run is the honest number).
+fn best_of_three(mut one: impl FnMut(usize) -> Run) -> Run {
+    let runs: Vec<Run> = (0..3).map(&mut one).collect();
+    let max_rss = runs.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max);
+    let mut best = runs
+        .into_iter()
+        .min_by(|a, b| a.secs.total_cmp(&b.secs))
+        .expect("three runs");
+    best.peak_rss_mb = max_rss;
+    best
 }
 
 fn run(args: &[&str], envs: &[(&str, &str)], dir: &Path) -> Run {
@@ -185,24 +199,20 @@ fn main() {
         let csv = d.join(name);
         let bytes = generate(&csv, rows).expect("generate input");
         settle_disk();
-        // Best of three: this is a shared 2-core box; the minimum is the least disturbed run.
-        let r = (0..3)
-            .map(|_| {
-                run(
-                    &[
-                        "validate",
-                        "--mapping",
-                        mapping,
-                        "--now",
-                        NOW,
-                        csv.to_str().unwrap_or_default(),
-                    ],
-                    &[],
-                    d,
-                )
-            })
-            .min_by(|a, b| a.secs.total_cmp(&b.secs))
-            .expect("three runs");
+        let r = best_of_three(|_| {
+            run(
+                &[
+                    "validate",
+                    "--mapping",
+                    mapping,
+                    "--now",
+                    NOW,
+                    csv.to_str().unwrap_or_default(),
+                ],
+                &[],
+                d,
+            )
+        });
         println!(
             "validate  {:>10} rows  {:>6.1} MB  {:>6.2} s  {:>10.0} rows/s  peak RSS {:>6.1} MB",
             r.rows,
@@ -220,34 +230,31 @@ fn main() {
     generate(&send_csv, send_rows).expect("generate send input");
     settle_disk();
     for with_state in [false, true] {
-        // Best of three, each against a fresh emulator and a fresh state file.
-        let r = (0..3)
-            .map(|n| {
-                let record = d.join(format!("rec-{with_state}-{n}.jsonl"));
-                let emu = Emulator::start(&[], &record);
-                let state = d.join("state.redb");
-                let _ = std::fs::remove_file(&state);
-                let mut args = vec![
-                    "send",
-                    "--mapping",
-                    mapping,
-                    "--now",
-                    NOW,
-                    "--endpoint",
-                    &emu.1,
-                    "--concurrency",
-                    "4",
-                ];
-                if with_state {
-                    args.extend(["--state", state.to_str().unwrap_or_default()]);
-                }
-                args.push(send_csv.to_str().unwrap_or_default());
-                let r = run(&args, &token, d);
-                let _ = std::fs::remove_file(&record);
-                r
-            })
-            .min_by(|a, b| a.secs.total_cmp(&b.secs))
-            .expect("three runs");
+        // Each run against a fresh emulator and a fresh state file.
+        let r = best_of_three(|n| {
+            let record = d.join(format!("rec-{with_state}-{n}.jsonl"));
+            let emu = Emulator::start(&[], &record);
+            let state = d.join("state.redb");
+            let _ = std::fs::remove_file(&state);
+            let mut args = vec![
+                "send",
+                "--mapping",
+                mapping,
+                "--now",
+                NOW,
+                "--endpoint",
+                &emu.1,
+                "--concurrency",
+                "4",
+            ];
+            if with_state {
+                args.extend(["--state", state.to_str().unwrap_or_default()]);
+            }
+            args.push(send_csv.to_str().unwrap_or_default());
+            let r = run(&args, &token, d);
+            let _ = std::fs::remove_file(&record);
+            r
+        });
         let sent = r.summary["by_status"]["sent"].as_u64().unwrap_or(0);
         println!(
             "send      {:>10} rows  {:>10} sent  {:>6.2} s  {:>10.0} events/s  peak RSS {:>6.1} MB  (no latency, concurrency 4{})",
