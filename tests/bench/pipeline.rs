@@ -3,6 +3,7 @@
 //! Scenarios (sizes via env, defaults in parentheses):
 //! - validate a CSV of `BENCH_ROWS` (1,000,000) rows;
 //! - validate a CSV of `BENCH_BIG_ROWS` (10,000,000) rows, for peak memory (0 skips it);
+//! - validate the same export as Parquet, `BENCH_PARQUET_ROWS` (1,000,000) rows;
 //! - send `BENCH_SEND_ROWS` (1,000,000) events to the emulator with no latency, with and without
 //!   the state ledger; and `BENCH_LATENCY_ROWS` (100,000) with 200 ms latency at concurrency 4, 16.
 //!
@@ -92,6 +93,51 @@ struct Run {
     rows: u64,
     peak_rss_mb: f64,
     summary: serde_json::Value,
+}
+
+/// Rewrites a generated CSV as Parquet, streaming 64k rows per row group; returns its size.
+fn to_parquet(csv: &Path, out: &Path) -> Result<u64, Box<dyn std::error::Error>> {
+    use arrow_array::{ArrayRef, RecordBatch, builder::StringBuilder};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    let mut r = csv::Reader::from_path(csv)?;
+    let headers: Vec<String> = r.headers()?.iter().map(String::from).collect();
+    let schema = Arc::new(Schema::new(
+        headers
+            .iter()
+            .map(|h| Field::new(h, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(out)?,
+        schema.clone(),
+        Some(props),
+    )?;
+    let mut records = r.records().peekable();
+    while records.peek().is_some() {
+        let mut cols: Vec<StringBuilder> = headers.iter().map(|_| StringBuilder::new()).collect();
+        for rec in records.by_ref().take(65_536) {
+            let rec = rec?;
+            for (b, cell) in cols.iter_mut().zip(rec.iter()) {
+                if cell.is_empty() {
+                    b.append_null();
+                } else {
+                    b.append_value(cell);
+                }
+            }
+        }
+        let arrays: Vec<ArrayRef> = cols
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        w.write(&RecordBatch::try_new(schema.clone(), arrays)?)?;
+    }
+    w.close()?;
+    Ok(std::fs::metadata(out)?.len())
 }
 
 /// Three runs: the time of the fastest (the least disturbed, on a shared 2-core box) and the
@@ -222,6 +268,40 @@ fn main() {
             r.peak_rss_mb
         );
         let _ = std::fs::remove_file(csv);
+    }
+
+    // The same export as Parquet (every column utf8, zstd, row groups of 64k rows).
+    let pq_rows = env_usize("BENCH_PARQUET_ROWS", 1_000_000);
+    if pq_rows > 0 {
+        let csv = d.join("pq.csv");
+        let pq = d.join("in.parquet");
+        generate(&csv, pq_rows).expect("generate input");
+        let bytes = to_parquet(&csv, &pq).expect("write parquet");
+        let _ = std::fs::remove_file(csv);
+        settle_disk();
+        let r = best_of_three(|_| {
+            run(
+                &[
+                    "validate",
+                    "--mapping",
+                    mapping,
+                    "--now",
+                    NOW,
+                    pq.to_str().unwrap_or_default(),
+                ],
+                &[],
+                d,
+            )
+        });
+        println!(
+            "validate  {:>10} rows  {:>6.1} MB  {:>6.2} s  {:>10.0} rows/s  peak RSS {:>6.1} MB  (Parquet)",
+            r.rows,
+            bytes as f64 / 1e6,
+            r.secs,
+            r.rows as f64 / r.secs,
+            r.peak_rss_mb
+        );
+        let _ = std::fs::remove_file(pq);
     }
 
     let token = [("MSGCAPI_ACCESS_TOKEN", "bench-token")];

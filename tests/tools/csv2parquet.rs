@@ -2,13 +2,15 @@
 //!
 //! ```sh
 //! cargo run --example csv2parquet -- IN.csv OUT.parquet [--delimiter ';'] [--type COL=TYPE]...
+//!     [--row-group-rows N]
 //! ```
 //!
 //! TYPE: `utf8` (default), `dict` (dictionary-encoded utf8), `int64`, `int32`, `float64`,
 //! `decimal(P,S)`, `bool`, `date32`, `timestamp_s|_ms|_us|_ns` (naive) with an optional `_utc`
 //! suffix (time zone "UTC"). Empty cells become nulls. Timestamps parse RFC 3339, naive
-//! `YYYY-MM-DDTHH:MM:SS`, or Unix seconds. Written with zstd, in row groups of 4 rows so even the
-//! small samples exercise several row groups.
+//! `YYYY-MM-DDTHH:MM:SS`, or Unix seconds. Written with zstd, by default in row groups of 4 rows
+//! so even the small samples exercise several row groups (`--row-group-rows` for big inputs:
+//! Parquet allows at most 32,767 row groups).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -171,6 +173,7 @@ fn main() -> Result<()> {
     let mut pos = Vec::new();
     let mut types: HashMap<String, String> = HashMap::new();
     let mut delimiter = b',';
+    let mut row_group_rows = 4;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -187,11 +190,20 @@ fn main() -> Result<()> {
                     .first()
                     .context("empty delimiter")?
             }
+            "--row-group-rows" => {
+                row_group_rows = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n > 0)
+                    .context("--row-group-rows N (N > 0)")?
+            }
             _ => pos.push(a.clone()),
         }
     }
     let [input, output] = pos.as_slice() else {
-        bail!("usage: csv2parquet IN.csv OUT.parquet [--delimiter C] [--type COL=TYPE]...")
+        bail!(
+            "usage: csv2parquet IN.csv OUT.parquet [--delimiter C] [--type COL=TYPE]... [--row-group-rows N]"
+        )
     };
     let mut r = csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -216,7 +228,7 @@ fn main() -> Result<()> {
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-        .set_max_row_group_size(4)
+        .set_max_row_group_size(row_group_rows)
         .build();
     let mut w = parquet::arrow::ArrowWriter::try_new(
         std::fs::File::create(output)?,
