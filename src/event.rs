@@ -270,8 +270,7 @@ fn resolve<'a>(
             Some(v) => Ok(Some(Cow::Borrowed(v.as_str()))),
             None if f.passthrough => Ok(Some(Cow::Borrowed(text))),
             None => {
-                let mut known: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
-                known.sort_unstable();
+                let known: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
                 Err(format!(
                     "{} value `{}` is not in the mapping's `values` ({})",
                     f.name,

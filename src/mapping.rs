@@ -6,7 +6,7 @@
 //! variables resolved, value maps built, time formats parsed, the columns to read listed once.
 //! No row is read before a `Plan` exists. Every key is documented in `docs/mapping.md`.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -258,7 +258,8 @@ pub struct Field {
     pub name: String,
     pub src: Src,
     pub default: Option<String>,
-    pub values: Option<HashMap<String, String>>,
+    /// Ordered: a lookup is a few string comparisons, cheaper than hashing for maps this small.
+    pub values: Option<BTreeMap<String, String>>,
     pub passthrough: bool,
     pub ty: ValueType,
     /// `Some` = normalize for this kind, then SHA-256 (64-hex input passes through).
@@ -463,7 +464,7 @@ impl Compiler<'_> {
         let values = spec.values.as_ref().map(|m| {
             m.iter()
                 .map(|(k, v)| (k.trim().to_string(), v.0.clone()))
-                .collect::<HashMap<_, _>>()
+                .collect::<BTreeMap<_, _>>()
         });
         if spec.passthrough && values.is_none() {
             return Err(self.err(
