@@ -306,48 +306,53 @@ fn main() {
 
     let token = [("MSGCAPI_ACCESS_TOKEN", "bench-token")];
     let send_rows = env_usize("BENCH_SEND_ROWS", 1_000_000);
-    let send_csv = d.join("send.csv");
-    generate(&send_csv, send_rows).expect("generate send input");
-    settle_disk();
-    for with_state in [false, true] {
-        // Each run against a fresh emulator and a fresh state file.
-        let r = best_of_three(|n| {
-            let record = d.join(format!("rec-{with_state}-{n}.jsonl"));
-            let emu = Emulator::start(&[], &record);
-            let state = d.join("state.redb");
-            let _ = std::fs::remove_file(&state);
-            let mut args = vec![
-                "send",
-                "--mapping",
-                mapping,
-                "--now",
-                NOW,
-                "--endpoint",
-                &emu.1,
-                "--concurrency",
-                "4",
-            ];
-            if with_state {
-                args.extend(["--state", state.to_str().unwrap_or_default()]);
-            }
-            args.push(send_csv.to_str().unwrap_or_default());
-            let r = run(&args, &token, d);
-            let _ = std::fs::remove_file(&record);
-            r
-        });
-        let sent = r.summary["by_status"]["sent"].as_u64().unwrap_or(0);
-        println!(
-            "send      {:>10} rows  {:>10} sent  {:>6.2} s  {:>10.0} events/s  peak RSS {:>6.1} MB  (no latency, concurrency 4{})",
-            r.rows,
-            sent,
-            r.secs,
-            sent as f64 / r.secs,
-            r.peak_rss_mb,
-            if with_state { ", --state" } else { "" }
-        );
+    if send_rows > 0 {
+        let send_csv = d.join("send.csv");
+        generate(&send_csv, send_rows).expect("generate send input");
+        settle_disk();
+        for with_state in [false, true] {
+            // Each run against a fresh emulator and a fresh state file.
+            let r = best_of_three(|n| {
+                let record = d.join(format!("rec-{with_state}-{n}.jsonl"));
+                let emu = Emulator::start(&[], &record);
+                let state = d.join("state.redb");
+                let _ = std::fs::remove_file(&state);
+                let mut args = vec![
+                    "send",
+                    "--mapping",
+                    mapping,
+                    "--now",
+                    NOW,
+                    "--endpoint",
+                    &emu.1,
+                    "--concurrency",
+                    "4",
+                ];
+                if with_state {
+                    args.extend(["--state", state.to_str().unwrap_or_default()]);
+                }
+                args.push(send_csv.to_str().unwrap_or_default());
+                let r = run(&args, &token, d);
+                let _ = std::fs::remove_file(&record);
+                r
+            });
+            let sent = r.summary["by_status"]["sent"].as_u64().unwrap_or(0);
+            println!(
+                "send      {:>10} rows  {:>10} sent  {:>6.2} s  {:>10.0} events/s  peak RSS {:>6.1} MB  (no latency, concurrency 4{})",
+                r.rows,
+                sent,
+                r.secs,
+                sent as f64 / r.secs,
+                r.peak_rss_mb,
+                if with_state { ", --state" } else { "" }
+            );
+        }
     }
 
     let lat_rows = env_usize("BENCH_LATENCY_ROWS", 100_000);
+    if lat_rows == 0 {
+        return;
+    }
     let lat_csv = d.join("lat.csv");
     generate(&lat_csv, lat_rows).expect("generate latency input");
     for conc in ["4", "16"] {
