@@ -1,8 +1,8 @@
 //! `cargo bench`: generates its own inputs, runs the release binary, prints rows/s and peak RSS.
 //!
-//! Scenarios (sizes via env, defaults in parentheses):
+//! Scenarios (sizes via env, defaults in parentheses; 0 skips a scenario):
 //! - validate a CSV of `BENCH_ROWS` (1,000,000) rows;
-//! - validate a CSV of `BENCH_BIG_ROWS` (10,000,000) rows, for peak memory (0 skips it);
+//! - validate a CSV of `BENCH_BIG_ROWS` (10,000,000) rows, for peak memory;
 //! - validate the same export as Parquet, `BENCH_PARQUET_ROWS` (1,000,000) rows;
 //! - send `BENCH_SEND_ROWS` (1,000,000) events to the emulator with no latency, with and without
 //!   the state ledger; and `BENCH_LATENCY_ROWS` (100,000) with 200 ms latency at concurrency 4, 16.
