@@ -589,6 +589,18 @@ pub fn normalize(kind: PiiKind, text: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// A phone number written without an international prefix (`+` or `00`) gets the country
+/// calling code in front, its national trunk zeros dropped: `(650)555-1212` with 1 →
+/// `16505551212`, `020 7946 0018` with 44 → `442079460018`. Numbers with a prefix are kept.
+fn with_country_code(text: Cow<'_, str>, cc: u16) -> Cow<'_, str> {
+    let t = text.trim_start();
+    if t.starts_with('+') || t.starts_with("00") || is_hex64(t.trim_end()) {
+        return text;
+    }
+    let national = t.chars().filter(char::is_ascii_digit).collect::<String>();
+    Cow::Owned(format!("{cc}{}", national.trim_start_matches('0')))
+}
+
 /// Whether `hash_pii` would accept the value, without hashing it.
 pub fn check_pii(kind: PiiKind, text: &str) -> Result<(), String> {
     let t = text.trim();
@@ -742,7 +754,12 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         if uf.is_channel_id() && channel.is_some_and(|c| !c.required_ids().contains(uf)) {
             continue; // another channel's id column (mixed exports): not sent
         }
-        let Some(v) = get(f, &mut errs) else { continue };
+        let Some(mut v) = get(f, &mut errs) else {
+            continue;
+        };
+        if let Some(cc) = f.country_code {
+            v = with_country_code(v, cc);
+        }
         let text = if let Some(kind) = f.hash {
             // Without payloads the digest is needed only when the dedup key names this field;
             // the normalization still runs, so the same values are omitted either way.
@@ -757,6 +774,23 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
                     push_err(&mut notes, format!("{} omitted: {why}", uf.name()));
                     continue;
                 }
+            }
+        } else if uf.pii().is_some_and(|k| k != PiiKind::ExternalId) {
+            // `hash: none`: the export holds hashes. Meta rejects unhashed contact data.
+            if !is_hex64(&v) {
+                push_err(
+                    &mut notes,
+                    format!(
+                        "{} omitted: is not a SHA-256 hash (the mapping says `hash: none`)",
+                        uf.name()
+                    ),
+                );
+                continue;
+            }
+            if v.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(v.to_ascii_lowercase())
+            } else {
+                v
             }
         } else {
             if uf.is_channel_id() {

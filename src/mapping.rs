@@ -148,6 +148,8 @@ pub mod raw {
         pub ty: Option<String>,
         /// sha256 | none (PII fields only; default sha256 for them)
         pub hash: Option<String>,
+        /// `ph` only: calling code for numbers written without `+`/`00`.
+        pub country_code: Option<Scalar>,
         /// Time parsing (event_time only): unix | unix_ms | rfc3339 | strftime pattern.
         pub format: Option<String>,
         /// Zone for times without an offset: IANA name or UTC.
@@ -264,6 +266,8 @@ pub struct Field {
     pub ty: ValueType,
     /// `Some` = normalize for this kind, then SHA-256 (64-hex input passes through).
     pub hash: Option<PiiKind>,
+    /// `ph` only: country calling code put in front of numbers written without `+` or `00`.
+    pub country_code: Option<u16>,
 }
 
 /// How `event_time` text is parsed.
@@ -391,6 +395,7 @@ impl Compiler<'_> {
                     passthrough: false,
                     ty: default_ty,
                     hash: None,
+                    country_code: None,
                 });
             }
             raw::Value::Spec(s) => s,
@@ -490,6 +495,14 @@ impl Compiler<'_> {
                 None,
             ));
         }
+        if spec.country_code.is_some() {
+            return Err(self.err(
+                at,
+                &format!("{key}.country_code"),
+                "only `user_data.ph` takes a country code".into(),
+                None,
+            ));
+        }
         Ok(Field {
             name: name.to_string(),
             src,
@@ -498,6 +511,7 @@ impl Compiler<'_> {
             passthrough: spec.passthrough,
             ty,
             hash: None,
+            country_code: None,
         })
     }
 
@@ -694,13 +708,14 @@ impl Plan {
                     None,
                 ));
             };
-            let hash_opt = match &v.value {
-                raw::Value::Spec(s) => s.hash.clone(),
-                raw::Value::Constant(_) => None,
+            let (hash_opt, country_opt) = match &v.value {
+                raw::Value::Spec(s) => (s.hash.clone(), s.country_code.clone()),
+                raw::Value::Constant(_) => (None, None),
             };
             let mut v2 = v.clone();
             if let raw::Value::Spec(s) = &mut v2.value {
                 s.hash = None;
+                s.country_code = None;
             }
             let mut f = c.field(&key, k, &v2, ValueType::String)?;
             f.hash = match (uf.pii(), hash_opt.as_deref()) {
@@ -726,6 +741,40 @@ impl Plan {
                     ));
                 }
             };
+            if let Some(cc) = country_opt {
+                let key = format!("{key}.country_code");
+                if uf != UserField::Ph {
+                    return Err(c.err(
+                        v.referenced,
+                        &key,
+                        "only `user_data.ph` takes a country code".into(),
+                        None,
+                    ));
+                }
+                if f.hash.is_none() {
+                    return Err(c.err(
+                        v.referenced,
+                        &key,
+                        "applies to numbers msgcapi normalizes; with `hash: none` the export already holds hashes".into(),
+                        Some("remove `country_code`, or `hash: none`".into()),
+                    ));
+                }
+                let code = cc.0.trim().trim_start_matches('+');
+                f.country_code = match code.parse::<u16>() {
+                    Ok(n @ 1..=999) if code.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+                    _ => {
+                        return Err(c.err(
+                            v.referenced,
+                            &key,
+                            format!("`{}` is not a country calling code", cc.0),
+                            Some(
+                                "1 to 3 digits, e.g. `country_code: 1` (US) or `55` (Brazil)"
+                                    .into(),
+                            ),
+                        ));
+                    }
+                };
+            }
             user_data.push((uf, f));
         }
 

@@ -537,3 +537,58 @@ fn decimal_writes_what_to_string_writes() {
         assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes(), "{n}");
     }
 }
+
+/// The `user_data` of a row mapped with `mapping`.
+fn user_data(mapping: &str, row: &[(&str, &str)]) -> (Mapped, serde_json::Value) {
+    let m = map_with(&plan(mapping), &rules(), row);
+    let v: serde_json::Value =
+        serde_json::from_str(m.json.as_deref().expect("a valid row")).expect("JSON");
+    (m, v["user_data"].clone())
+}
+
+#[test]
+fn a_country_code_completes_numbers_written_without_one() {
+    let mapping = ISSUE_EXAMPLE.replace(
+        "ph: {column: phone, hash: sha256}",
+        "ph: {column: phone, hash: sha256, country_code: 1}",
+    );
+    // Meta's worked example, written as it is (capi-spec.md §2): (650)555-1212 → 16505551212.
+    let (_, u) = user_data(&mapping, &set(wa_purchase(), "phone", "(650)555-1212"));
+    assert_eq!(
+        u["ph"],
+        "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176"
+    );
+    // With an international prefix the number keeps its own code.
+    let (_, u) = user_data(&mapping, &set(wa_purchase(), "phone", "+55 11 91234-5678"));
+    assert_eq!(u["ph"], hash_pii(PiiKind::Phone, "5511912345678").unwrap());
+    let (_, u) = user_data(&mapping, &set(wa_purchase(), "phone", "0055 11 91234-5678"));
+    assert_eq!(u["ph"], hash_pii(PiiKind::Phone, "5511912345678").unwrap());
+    // A national trunk zero goes: 020 7946 0018 in the UK is 44 20 7946 0018.
+    let uk = mapping.replace("country_code: 1}", "country_code: 44}");
+    let (_, u) = user_data(&uk, &set(wa_purchase(), "phone", "020 7946 0018"));
+    assert_eq!(u["ph"], hash_pii(PiiKind::Phone, "442079460018").unwrap());
+    // Without the option the digits are hashed as written.
+    let (_, u) = user_data(ISSUE_EXAMPLE, &set(wa_purchase(), "phone", "(650)555-1212"));
+    assert_eq!(u["ph"], hash_pii(PiiKind::Phone, "6505551212").unwrap());
+}
+
+#[test]
+fn hash_none_contact_fields_must_already_be_hashes() {
+    let mapping = ISSUE_EXAMPLE.replace(
+        "em: {column: email, hash: sha256}",
+        "em: {column: email, hash: none}",
+    );
+    let (m, u) = user_data(&mapping, &set(wa_purchase(), "email", "john@example.com"));
+    assert_eq!(m.verdict, Verdict::Valid, "contact fields are optional");
+    assert!(u.get("em").is_none(), "{u}");
+    assert!(
+        m.reason
+            .contains("em omitted: is not a SHA-256 hash (the mapping says `hash: none`)"),
+        "{}",
+        m.reason
+    );
+    assert!(!m.reason.contains("john@"), "no raw PII in reasons");
+    let upper = "62A14E44F765419D10FEA99367361A727C12365E2520F32218D505ED9AA0F62F";
+    let (_, u) = user_data(&mapping, &set(wa_purchase(), "email", upper));
+    assert_eq!(u["em"], upper.to_ascii_lowercase());
+}

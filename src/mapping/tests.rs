@@ -235,3 +235,52 @@ fn missing_column_error_points_at_the_mapping() {
       hint: the header has `chan`, `stage`
     ");
 }
+
+#[test]
+fn country_code_belongs_to_a_hashed_ph_and_is_a_calling_code() {
+    let with = |from: &str, to: &str| {
+        let text = ISSUE_EXAMPLE.replace(from, to);
+        assert_ne!(text, ISSUE_EXAMPLE, "the example has `{from}`");
+        text
+    };
+    let ph = "ph: {column: phone, hash: sha256}";
+    let p = compile(&with(ph, "ph: {column: phone, country_code: \"+55\"}")).unwrap();
+    let (_, f) = p
+        .user_data
+        .iter()
+        .find(|(u, _)| *u == UserField::Ph)
+        .unwrap();
+    assert_eq!(f.country_code, Some(55));
+    let e = err(&with(ph, "ph: {column: phone, country_code: usa}"));
+    assert!(
+        e.contains("user_data.ph.country_code")
+            && e.contains("`usa` is not a country calling code"),
+        "{e}"
+    );
+    let e = err(&with(ph, "ph: {column: phone, country_code: 1000}"));
+    assert!(e.contains("is not a country calling code"), "{e}");
+    let e = err(&with(
+        ph,
+        "ph: {column: phone, hash: none, country_code: 1}",
+    ));
+    assert!(
+        e.contains("with `hash: none` the export already holds hashes"),
+        "{e}"
+    );
+    let e = err(&with(
+        "em: {column: email, hash: sha256}",
+        "em: {column: email, country_code: 1}",
+    ));
+    assert!(
+        e.contains("user_data.em.country_code") && e.contains("only `user_data.ph`"),
+        "{e}"
+    );
+    let e = err(&with(
+        "order_id: {column: order_ref}",
+        "order_id: {column: order_ref, country_code: 1}",
+    ));
+    assert!(
+        e.contains("only `user_data.ph` takes a country code"),
+        "{e}"
+    );
+}
