@@ -781,6 +781,14 @@ impl Plan {
         let mut custom_data = Vec::new();
         for (k, v) in &raw.custom_data.0 {
             let f = c.field(&format!("custom_data.{k}"), k, v, custom_default_type(k))?;
+            if k == "value" && !matches!(f.ty, ValueType::Number | ValueType::Integer) {
+                return Err(c.err(
+                    v.referenced,
+                    "custom_data.value.type",
+                    "must be `number` or `integer`: Meta requires value to be a number".into(),
+                    Some("remove `type:` (number is the default for `value`)".into()),
+                ));
+            }
             custom_data.push(f);
         }
         let opt_out = match &raw.opt_out {
@@ -820,12 +828,46 @@ impl Plan {
                     .as_ref()
                     .map(|x| x.value);
                 let state = raw.data_processing_options_state.as_ref().map(|x| x.value);
-                if let (Some(_), None) = (country, state) {
+                let hint = || {
+                    Some("California: `data_processing_options_country: 1` with `data_processing_options_state: 1000`; geolocate: 0 and 0".into())
+                };
+                match (country, state) {
+                    (Some(_), None) => {
+                        return Err(c.err(
+                            opts.referenced,
+                            "data_processing_options_state",
+                            "is required when a country is given".into(),
+                            hint(),
+                        ));
+                    }
+                    (None, Some(_)) => {
+                        return Err(c.err(
+                            opts.referenced,
+                            "data_processing_options_country",
+                            "is required when a state is given".into(),
+                            hint(),
+                        ));
+                    }
+                    _ => {}
+                }
+                if let Some(x) = &raw.data_processing_options_country
+                    && !matches!(x.value, 0 | 1)
+                {
                     return Err(c.err(
-                        opts.referenced,
+                        x.referenced,
+                        "data_processing_options_country",
+                        format!("`{}` is not a country Meta knows for LDU; expected 1 (US) or 0 (geolocate)", x.value),
+                        hint(),
+                    ));
+                }
+                if let Some(x) = &raw.data_processing_options_state
+                    && !matches!(x.value, 0 | 1000)
+                {
+                    return Err(c.err(
+                        x.referenced,
                         "data_processing_options_state",
-                        "is required when a country is given".into(),
-                        Some("California: `data_processing_options_country: 1` with `data_processing_options_state: 1000`; geolocate: 0 and 0".into()),
+                        format!("`{}` is not a state Meta knows for LDU; expected 1000 (California) or 0 (geolocate)", x.value),
+                        hint(),
                     ));
                 }
                 Some((opts.value.clone(), country, state))

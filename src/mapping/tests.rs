@@ -220,6 +220,46 @@ fn ldu_country_needs_state() {
         compile(&text).unwrap().data_processing_options,
         Some((vec!["LDU".to_string()], Some(1), Some(1000)))
     );
+    let ldu = |rest: &str| format!("{ISSUE_EXAMPLE}data_processing_options: [LDU]\n{rest}");
+    let e = err(&ldu("data_processing_options_state: 1000\n"));
+    assert!(
+        e.contains("data_processing_options_country")
+            && e.contains("is required when a state is given"),
+        "{e}"
+    );
+    let e = err(&ldu(
+        "data_processing_options_country: 2\ndata_processing_options_state: 1000\n",
+    ));
+    assert!(e.contains("`2` is not a country Meta knows for LDU"), "{e}");
+    let e = err(&ldu(
+        "data_processing_options_country: 1\ndata_processing_options_state: 5\n",
+    ));
+    assert!(e.contains("`5` is not a state Meta knows for LDU"), "{e}");
+    assert!(
+        compile(&ldu(
+            "data_processing_options_country: 0\ndata_processing_options_state: 0\n"
+        ))
+        .is_ok()
+    );
+}
+
+#[test]
+fn value_must_stay_a_number() {
+    let text = ISSUE_EXAMPLE.replace(
+        "value: {column: amount, type: number}",
+        "value: {column: amount, type: string}",
+    );
+    assert_ne!(text, ISSUE_EXAMPLE);
+    let e = err(&text);
+    assert!(
+        e.contains("custom_data.value.type") && e.contains("Meta requires value to be a number"),
+        "{e}"
+    );
+    let text = ISSUE_EXAMPLE.replace(
+        "value: {column: amount, type: number}",
+        "value: {column: amount, type: integer}",
+    );
+    assert!(compile(&text).is_ok());
 }
 
 #[test]
