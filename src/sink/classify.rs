@@ -17,7 +17,7 @@ pub struct GraphError {
 /// Why the run must stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FatalKind {
-    /// Token invalid or expired (190, 102, OAuthException without subcode).
+    /// Token invalid or expired (190, 102, other OAuthException without subcode except 100).
     Auth,
     /// The token lacks a permission (3, 10, 200-299).
     Permission,
@@ -171,7 +171,11 @@ pub fn classify(status: u16, headers: &Headers, body: &[u8], sent: usize) -> Act
     if is_transient || status >= 500 {
         return Action::Retry { after, error };
     }
-    if kind == "OAuthException" && subcode.is_none() && code.is_none() {
+    // Token class (capi-spec.md §4: "190, 102 (and OAuthException without subcode)"). 190 and 102
+    // are matched above, as are the transient, throttled and permission codes; what is left of
+    // OAuthException without a subcode, except invalid data (100), is a token Graph will not take
+    // (104 bad signature, 2500 no active token, ...): no retry or split can fix it, so stop.
+    if kind == "OAuthException" && subcode.is_none() && code != Some(100) {
         return Action::Fatal {
             kind: FatalKind::Auth,
             error,
@@ -275,8 +279,9 @@ pub fn fatal_message(kind: FatalKind, e: &GraphError) -> String {
 mod tests {
     use super::*;
 
-    fn body(code: i64, sub: Option<i64>, transient: bool) -> Vec<u8> {
-        let mut e = serde_json::json!({"message": "m", "type": "OAuthException", "code": code, "fbtrace_id": "F"});
+    fn body(kind: &str, code: i64, sub: Option<i64>, transient: bool) -> Vec<u8> {
+        let mut e =
+            serde_json::json!({"message": "m", "type": kind, "code": code, "fbtrace_id": "F"});
         if let Some(s) = sub {
             e["error_subcode"] = s.into();
         }
@@ -308,27 +313,36 @@ mod tests {
 
     #[test]
     fn the_table() {
-        for (status, code, sub, tr, want) in [
-            (500, 1, None, false, "retry"),
-            (503, 2, None, true, "retry"),
-            (500, 9999, None, false, "retry"),
-            (400, 555, None, true, "retry"),
-            (400, 4, None, false, "throttle"),
-            (400, 17, None, false, "throttle"),
-            (403, 32, None, false, "throttle"),
-            (400, 613, None, false, "throttle"),
-            (400, 80004, None, false, "throttle"),
-            (429, 0, None, false, "throttle"),
-            (400, 190, Some(463), false, "auth"),
-            (400, 102, None, false, "auth"),
-            (403, 10, None, false, "perm"),
-            (403, 200, None, false, "perm"),
-            (403, 3, None, false, "perm"),
-            (400, 100, Some(2_804_003), false, "split"),
-            (400, 100, None, false, "split"),
-            (404, 803, None, false, "split"),
+        const OAUTH: &str = "OAuthException";
+        const METHOD: &str = "GraphMethodException";
+        for (status, kind, code, sub, tr, want) in [
+            (500, OAUTH, 1, None, false, "retry"),
+            (503, OAUTH, 2, None, true, "retry"),
+            (500, OAUTH, 9999, None, false, "retry"),
+            (400, OAUTH, 555, None, true, "retry"),
+            (400, OAUTH, 4, None, false, "throttle"),
+            (400, OAUTH, 17, None, false, "throttle"),
+            (403, OAUTH, 32, None, false, "throttle"),
+            (400, OAUTH, 613, None, false, "throttle"),
+            (400, OAUTH, 80004, None, false, "throttle"),
+            (429, OAUTH, 0, None, false, "throttle"),
+            (400, OAUTH, 190, Some(463), false, "auth"),
+            (400, OAUTH, 102, None, false, "auth"),
+            // OAuthException without subcode, outside the other classes: the token is refused.
+            (400, OAUTH, 104, None, false, "auth"),
+            (400, OAUTH, 2500, None, false, "auth"),
+            (400, OAUTH, 803, None, false, "auth"),
+            (403, OAUTH, 10, None, false, "perm"),
+            (403, OAUTH, 200, None, false, "perm"),
+            (403, OAUTH, 3, None, false, "perm"),
+            (400, OAUTH, 100, Some(2_804_003), false, "split"),
+            (400, OAUTH, 100, None, false, "split"),
+            // With a subcode, or another type, an unknown code is a rejection, not the token.
+            (400, OAUTH, 104, Some(1), false, "split"),
+            (404, METHOD, 803, None, false, "split"),
+            (400, METHOD, 2500, None, false, "split"),
         ] {
-            let a = classify(status, &h(), &body(code, sub, tr), 1);
+            let a = classify(status, &h(), &body(kind, code, sub, tr), 1);
             let got = match a {
                 Action::Retry { .. } => "retry",
                 Action::Throttle { .. } => "throttle",
@@ -343,7 +357,10 @@ mod tests {
                 Action::Split { .. } => "split",
                 _ => "other",
             };
-            assert_eq!(got, want, "HTTP {status} code {code}");
+            assert_eq!(
+                got, want,
+                "HTTP {status} {kind} code {code} subcode {sub:?}"
+            );
         }
     }
 
