@@ -66,7 +66,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
 
-    /// CSV delimiter: one character, or `tab` (default `,`; `.tsv` files use tab)
+    /// CSV delimiter: one character, or `tab` (default: tab for `.tsv`, else sniffed from the
+    /// header among `,` `;` tab `|`)
     #[arg(long, value_name = "CHAR")]
     pub delimiter: Option<String>,
 
@@ -90,7 +91,7 @@ pub struct RunArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
-    /// Input files: .csv, .csv.gz, .tsv, .parquet; `-` for CSV on stdin
+    /// Input files: .csv, .tsv (either gzipped: .gz), .parquet; `-` for CSV on stdin
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 }

@@ -719,7 +719,7 @@ impl Plan {
             }
             let mut f = c.field(&key, k, &v2, ValueType::String)?;
             f.hash = match (uf.pii(), hash_opt.as_deref()) {
-                (None, None | Some("none")) => None,
+                (None, None) => None,
                 (None, Some(_)) => {
                     return Err(c.err(
                         v.referenced,

@@ -144,6 +144,15 @@ fn channel_ids_are_never_hashed() {
     m.yaml:16:14: `user_data.ctwa_clid.hash`: `ctwa_clid` is a channel id and is never hashed (Meta matches it as is)
       hint: remove `hash:` from this field
     ");
+    // `hash: none` too: a channel id has no hashing to switch off, so the key is a mistake.
+    let e = err(&ISSUE_EXAMPLE.replace(
+        "ctwa_clid: {column: click_id}",
+        "ctwa_clid: {column: click_id, hash: none}",
+    ));
+    assert!(
+        e.contains("`ctwa_clid` is a channel id and is never hashed"),
+        "{e}"
+    );
 }
 
 #[test]
