@@ -776,10 +776,10 @@ impl Run<'_> {
                 Delivery::Unknown => {
                     s.row.status = Status::Unknown;
                     batches.entry(o.batch).or_default().1.extend(s.key);
-                    s.row.reason = format!(
-                        "{}; the request was sent but no answer came, so it may have been delivered; not resent",
-                        o.message.unwrap_or_else(|| "no answer".into())
-                    );
+                    // The sink says what came back (nothing, or a short count) and why.
+                    s.row.reason = o
+                        .message
+                        .unwrap_or_else(|| "outcome unknown; not resent".into());
                     error = true;
                 }
                 Delivery::NotAttempted => {

@@ -97,6 +97,10 @@ pub struct EmulatorArgs {
     /// Reject (code 100, whole batch) any batch holding an event whose event_id matches this regex
     #[arg(long, value_name = "REGEX")]
     pub reject_event_id: Option<String>,
+    /// Accept a batch holding an event whose event_id matches this regex without the matching
+    /// events: HTTP 200 with `events_received` short by them (the others are recorded)
+    #[arg(long, value_name = "REGEX")]
+    pub undercount_event_id: Option<String>,
 }
 
 impl Default for EmulatorArgs {
@@ -116,6 +120,7 @@ impl Default for EmulatorArgs {
             drop_rate: 0.0,
             expire_token_after: None,
             reject_event_id: None,
+            undercount_event_id: None,
         }
     }
 }
@@ -127,6 +132,7 @@ struct State {
     now: Option<i64>,
     latency: Option<(u64, u64)>,
     reject: Option<regex::Regex>,
+    undercount: Option<regex::Regex>,
     rng: Mutex<fastrand::Rng>,
     requests: AtomicU64,
     record: Option<Mutex<std::fs::File>>,
@@ -183,13 +189,15 @@ fn build_state(args: EmulatorArgs) -> Result<State> {
             })
         }
     };
-    let reject = match &args.reject_event_id {
-        Some(r) => Some(
-            regex::Regex::new(r)
-                .with_context(|| format!("`--reject-event-id` is not a regex: `{r}`"))?,
-        ),
-        None => None,
+    let regex = |flag: &str, r: &Option<String>| -> Result<Option<regex::Regex>> {
+        r.as_deref()
+            .map(|r| {
+                regex::Regex::new(r).with_context(|| format!("`{flag}` is not a regex: `{r}`"))
+            })
+            .transpose()
     };
+    let reject = regex("--reject-event-id", &args.reject_event_id)?;
+    let undercount = regex("--undercount-event-id", &args.undercount_event_id)?;
     for (name, f) in [
         ("--fail-rate", args.fail_rate),
         ("--throttle-rate", args.throttle_rate),
@@ -227,6 +235,7 @@ fn build_state(args: EmulatorArgs) -> Result<State> {
         now,
         latency,
         reject,
+        undercount,
         args,
     })
 }
@@ -683,11 +692,21 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
             Some(100),
         ),
         Ok(data) => {
+            // `--undercount-event-id`: the matching events are dropped, the rest accepted, and
+            // the answer is still a 200, with a count short of the batch.
+            let dropped = |e: &Value| {
+                state.undercount.as_ref().is_some_and(|re| {
+                    e.get("event_id")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| re.is_match(id))
+                })
+            };
+            let data: Vec<&Value> = data.iter().filter(|e| !dropped(e)).collect();
             if let Some(r) = &state.record
                 && let Ok(mut f) = r.lock()
             {
                 let mut buf = String::new();
-                for e in data {
+                for e in &data {
                     buf.push_str(&json!({"dataset_id": id, "request": n, "event": e}).to_string());
                     buf.push('\n');
                 }

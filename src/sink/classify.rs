@@ -41,7 +41,8 @@ pub enum Action {
     Split { error: GraphError },
     /// Nothing further can succeed: stop the run.
     Fatal { kind: FatalKind, error: GraphError },
-    /// The request was written but no answer came: it may have been delivered. Never resent.
+    /// The request was written but no answer came, or a success answer did not count every
+    /// event: it may have been (partly) delivered. Never resent.
     Unknown { error: GraphError },
 }
 
@@ -74,7 +75,9 @@ pub fn classify_transport(t: Transport, detail: &str) -> Action {
         },
         Transport::NoAnswer => Action::Unknown {
             error: GraphError {
-                message: format!("no answer: {detail}"),
+                message: format!(
+                    "no answer: {detail}; the request was sent but no answer came, so it may have been delivered; not resent"
+                ),
                 ..Default::default()
             },
         },
@@ -94,18 +97,29 @@ pub fn classify(status: u16, headers: &Headers, body: &[u8], sent: usize) -> Act
             .and_then(|j| j.get("fbtrace_id"))
             .and_then(|v| v.as_str())
             .map(String::from);
-        return match received {
-            Some(n) if n as usize == sent => Action::Success { fbtrace_id },
-            other => Action::Split {
-                error: GraphError {
-                    http_status: Some(status),
-                    message: match other {
-                        Some(n) => format!("Meta received {n} of {sent} events"),
-                        None => "success answer without `events_received`".to_string(),
-                    },
-                    fbtrace_id,
-                    ..Default::default()
-                },
+        if received.is_some_and(|n| n == sent as u64) {
+            return Action::Success { fbtrace_id };
+        }
+        // capi-spec.md §3: a count that does not match fails the batch. But Meta answered with
+        // success, so it may have recorded some of these events, and it does not deduplicate
+        // (§5): the outcome is unknown, exactly as for a request that timed out. Never resent.
+        let what = match (&json, received) {
+            (_, Some(n)) => format!("`events_received` was {n} for {sent} events"),
+            (Some(_), None) => format!("without `events_received` for {sent} events"),
+            (None, None) => format!(
+                "with a body that is not JSON for {sent} events (`{}`)",
+                snippet(body, 100)
+            ),
+        };
+        let joint = if received.is_some() { " but " } else { " " };
+        return Action::Unknown {
+            error: GraphError {
+                http_status: Some(status),
+                message: format!(
+                    "Meta answered {status}{joint}{what}; some may have been recorded, so they are not resent"
+                ),
+                fbtrace_id,
+                ..Default::default()
             },
         };
     }
@@ -132,11 +146,7 @@ pub fn classify(status: u16, headers: &Headers, body: &[u8], sent: usize) -> Act
     };
     let message = text("error_user_msg")
         .or_else(|| text("message"))
-        .unwrap_or_else(|| {
-            let b = String::from_utf8_lossy(body);
-            let b: String = b.chars().take(200).collect();
-            format!("HTTP {status}: {b}")
-        });
+        .unwrap_or_else(|| format!("HTTP {status}: {}", snippet(body, 200)));
     let error = GraphError {
         http_status: Some(status),
         code,
@@ -188,6 +198,15 @@ pub fn classify(status: u16, headers: &Headers, body: &[u8], sent: usize) -> Act
         };
     }
     Action::Split { error }
+}
+
+/// The first `max` characters of an answer's body, control characters blanked, for a message.
+fn snippet(body: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(body)
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// `Retry-After` (seconds) or the longest `estimated_time_to_regain_access` (minutes).
@@ -304,10 +323,42 @@ mod tests {
                 fbtrace_id: Some("abc".into())
             }
         );
-        assert!(matches!(classify(200, &h(), ok, 4), Action::Split { .. }));
+    }
+
+    #[test]
+    fn a_short_or_missing_count_is_an_unknown_outcome_never_a_split() {
+        let unknown = |body: &[u8], sent| match classify(200, &h(), body, sent) {
+            Action::Unknown { error } => error,
+            other => panic!("{other:?}"),
+        };
+        let e = unknown(br#"{"events_received": 998, "fbtrace_id": "abc"}"#, 1000);
+        assert_eq!(
+            e.message,
+            "Meta answered 200 but `events_received` was 998 for 1000 events; some may have been recorded, so they are not resent"
+        );
+        assert_eq!(
+            (e.http_status, e.fbtrace_id.as_deref()),
+            (Some(200), Some("abc"))
+        );
+        let e = unknown(br#"{"events_received": 3}"#, 2);
+        assert!(e.message.contains("was 3 for 2 events"), "{}", e.message);
+        let e = unknown(br#"{"messages": []}"#, 4);
+        assert!(
+            e.message
+                .starts_with("Meta answered 200 without `events_received` for 4 events;"),
+            "{}",
+            e.message
+        );
+        let e = unknown(b"<html>\nBad gateway</html>", 4);
+        assert!(
+            e.message
+                .contains("not JSON for 4 events (`<html> Bad gateway</html>`)"),
+            "{}",
+            e.message
+        );
         assert!(matches!(
-            classify(200, &h(), b"not json", 1),
-            Action::Split { .. }
+            classify(204, &h(), b"", 1),
+            Action::Unknown { .. }
         ));
     }
 

@@ -40,8 +40,9 @@ pub enum Delivery {
     /// Meta rejected it for certain (isolated by bisection, or retries exhausted on a certain
     /// failure); it was not delivered.
     Failed,
-    /// The request was fully sent but no answer came (timeout, connection dropped): it may or may
-    /// not have been delivered. Never resent silently.
+    /// The request was fully sent but no answer came (timeout, connection dropped), or Meta's
+    /// success answer counted fewer or more events than sent: it may or may not have been
+    /// (partly) delivered. Never resent silently.
     Unknown,
     /// Never sent: the run stopped (dead token, permission, `--max-errors`, Ctrl-C) first.
     NotAttempted,

@@ -173,6 +173,66 @@ fn dropped_connections_make_exactly_those_events_unknown_and_never_resent() {
 }
 
 #[test]
+fn a_short_events_received_makes_the_batch_unknown_and_is_never_reposted() {
+    let w = Workdir::new();
+    // One dataset, three batches of 100; the middle one holds the event Meta will not count.
+    let csv = one_dataset(&valid_csv(300, "u")).replace(",u150,", ",short150,");
+    w.write("in.csv", &csv);
+    let emu = Emulator::start(
+        &w,
+        &[
+            "--record",
+            "rec.jsonl",
+            "--log-requests",
+            "requests.jsonl",
+            "--undercount-event-id",
+            "^short",
+        ],
+    );
+    let extra = ["--batch-size", "100", "--state", "state.db"];
+    let out = send(&w, &emu, "in.csv", &extra);
+    assert_eq!(code(&out), 1, "unknown rows exit 1: {}", stderr(&out));
+    let rows = report_rows(&w.read("report.csv"));
+    assert_eq!(rows.len(), 300);
+    let s = statuses(&rows);
+    assert_eq!(
+        (s.get("sent"), s.get("unknown")),
+        (Some(&200), Some(&100)),
+        "{s:?}"
+    );
+    let unknown: Vec<_> = rows.iter().filter(|r| &r[3] == "unknown").collect();
+    let batch = &unknown[0][10];
+    for r in &unknown {
+        assert_eq!(&r[10], batch, "one batch: {r:?}");
+        assert_eq!(&r[12], "200", "Meta's answer is kept: {r:?}");
+        assert!(!r[15].is_empty(), "and its fbtrace_id: {r:?}");
+        assert_eq!(
+            &r[4],
+            "Meta answered 200 but `events_received` was 99 for 100 events; some may have been recorded, so they are not resent"
+        );
+    }
+    assert!(ids_with_status(&rows, "unknown").contains(&"short150".to_string()));
+    // Posted once, never split or retried: three requests of 100 events.
+    let log = log_lines(&w);
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(log.iter().all(|l| l["events"] == 100 && l["status"] == 200));
+    let rec = recorded_ids(&w.path("rec.jsonl"));
+    assert_eq!(rec.len(), 299);
+    assert!(rec.values().all(|n| *n == 1), "nothing arrived twice");
+
+    // The ledger keeps the batch in flight: a rerun reports it `unknown` and sends nothing.
+    let out = send(&w, &emu, "in.csv", &extra);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let s = statuses(&report_rows(&w.read("report.csv")));
+    assert_eq!(
+        (s.get("already_sent"), s.get("unknown")),
+        (Some(&200), Some(&100)),
+        "{s:?}"
+    );
+    assert_eq!(log_lines(&w).len(), 3, "the rerun posted nothing");
+}
+
+#[test]
 fn bisection_isolates_three_poisoned_events_in_a_thousand() {
     let w = Workdir::new();
     let mut csv = valid_csv(1000, "ok");
