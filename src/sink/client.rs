@@ -550,14 +550,9 @@ async fn one_request(sh: &Shared, url: &str, body: &str, sent: usize) -> Action 
     };
     match resp {
         Err(e) => {
-            // Never format the reqwest error with its URL chain verbatim: keep it short; the URL
-            // holds no secret (the token is in the body), but stay terse anyway.
-            let detail = if e.is_timeout() {
-                "timed out".to_string()
-            } else {
-                root_cause(&e)
-            };
-            if e.is_connect() {
+            let connect = e.is_connect();
+            let detail = transport_detail(e);
+            if connect {
                 classify_transport(Transport::ConnectFailed, &detail)
             } else {
                 classify_transport(Transport::NoAnswer, &detail)
@@ -568,7 +563,7 @@ async fn one_request(sh: &Shared, url: &str, body: &str, sent: usize) -> Action 
             let headers = response_headers(&r);
             let bytes = match r.bytes().await {
                 Ok(b) => b,
-                Err(e) => return classify_transport(Transport::NoAnswer, &root_cause(&e)),
+                Err(e) => return classify_transport(Transport::NoAnswer, &transport_detail(e)),
             };
             let action = classify(status, &headers, &bytes, sent);
             // Pace down before Meta throttles: usage above 80 % adds a dataset-wide pause.
@@ -599,6 +594,16 @@ pub fn response_headers(r: &reqwest::Response) -> Headers {
         business_use_case_usage: h("x-business-use-case-usage"),
         app_usage: h("x-app-usage"),
     }
+}
+
+/// Why a request failed, for a message: "timed out" or the innermost cause, **never the URL**.
+/// reqwest's `Display` prints the request URL, and a Graph GET carries `appsecret_proof` in its
+/// query string (capi-spec.md §6: no secret in logs or URLs), so the URL is stripped first.
+pub fn transport_detail(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".to_string();
+    }
+    root_cause(&e.without_url())
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::classify::{Action, classify, fatal_message};
-use super::client::{http_client, response_headers};
+use super::client::{http_client, response_headers, transport_detail};
 use crate::secret::Secret;
 
 #[derive(Debug, clap::Args)]
@@ -110,14 +110,11 @@ pub fn run_dataset(args: DatasetArgs) -> Result<u8> {
     let (status, headers, body) = match result {
         Ok(x) => x,
         Err(e) => {
+            // Never `e.to_string()`: it prints the URL, whose query holds `appsecret_proof`.
             eprintln!(
                 "error: cannot reach `{}`: {}",
                 args.endpoint,
-                if e.is_timeout() {
-                    "timed out".to_string()
-                } else {
-                    e.to_string()
-                }
+                transport_detail(e)
             );
             return Ok(crate::exit::ABORTED);
         }

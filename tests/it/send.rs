@@ -578,3 +578,45 @@ fn dataset_command_gets_and_creates_ids() {
         .unwrap();
     assert_eq!(code(&bad), 3);
 }
+
+#[test]
+fn an_unreachable_endpoint_prints_no_url_and_no_secret() {
+    let w = Workdir::new();
+    let app_secret = "app-secret-7a7a7a7a";
+    let proof = msgcapi::secret::Secret::appsecret_proof(
+        &msgcapi::secret::Secret::new(TOKEN),
+        &msgcapi::secret::Secret::new(app_secret),
+    );
+    // A loopback port nobody listens on: the connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    for create in [false, true] {
+        let mut args = vec!["dataset", "--page-id", "109876543210987", "--endpoint"];
+        args.push(&endpoint);
+        if create {
+            args.push("--create");
+        }
+        let out = w
+            .cmd(&args)
+            .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+            .env("MSGCAPI_APP_SECRET", app_secret)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 3, "{}", stderr(&out));
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(all.contains("cannot reach"), "{all}");
+        for leak in [
+            TOKEN,
+            app_secret,
+            proof.as_str(),
+            "appsecret_proof",
+            "access_token",
+            "/dataset",
+        ] {
+            assert!(!all.contains(leak), "`{leak}` printed: {all}");
+        }
+    }
+}
