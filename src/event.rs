@@ -231,6 +231,11 @@ pub struct Mapped {
 }
 
 impl Mapped {
+    /// A row nobody looked at (a dry run after an interrupt): no identity, no verdict that counts.
+    pub fn unchecked() -> Mapped {
+        Mapped::unreadable("")
+    }
+
     /// A row the reader could not decode.
     pub fn unreadable(reason: &str) -> Mapped {
         Mapped {

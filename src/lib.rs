@@ -247,12 +247,23 @@ fn install_signal_handler(flag: Arc<AtomicBool>) {
                         _ = int.recv() => {}
                         _ = term.recv() => {}
                     }
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    // A second signal is the operator insisting: stop now, without the drain.
+                    // With --state, whatever was sent is recorded as in flight (`unknown` later).
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                    eprintln!(
+                        "msgcapi: second interrupt: stopping at once; the report is incomplete"
+                    );
+                    std::process::exit(130);
                 }
                 #[cfg(not(unix))]
                 {
                     let _ = tokio::signal::ctrl_c().await;
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
-                flag.store(true, std::sync::atomic::Ordering::SeqCst);
             });
         });
 }

@@ -213,6 +213,8 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
     let mapper = {
         let plan = Arc::new(cfg.plan.clone());
         let rules = cfg.rules;
+        // A dry run that was interrupted only reads on, to report every row `not_attempted`.
+        let skip_after_interrupt = cfg.send.is_none().then(|| cfg.interrupted.clone());
         std::thread::Builder::new()
             .name("mapper".into())
             .spawn(move || {
@@ -220,7 +222,15 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
                     let out = match msg {
                         ReaderMsg::Chunk(file, chunk) => {
                             let mut mapped = spare_mapped_rx.try_recv().unwrap_or_default();
-                            map_chunk(&plan, &rules, &chunk, &mut mapped);
+                            if skip_after_interrupt
+                                .as_ref()
+                                .is_some_and(|f| f.load(Ordering::Relaxed))
+                            {
+                                mapped.clear();
+                                mapped.resize_with(chunk.len(), Mapped::unchecked);
+                            } else {
+                                map_chunk(&plan, &rules, &chunk, &mut mapped);
+                            }
                             MappedMsg::Chunk(file, chunk, mapped)
                         }
                         ReaderMsg::Failed(e) => MappedMsg::Failed(e),
@@ -268,10 +278,6 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
         }
         if cfg.interrupted.load(Ordering::Relaxed) && run.stop.is_none() {
             run.halt(Stop::Interrupted);
-        }
-        if cfg.send.is_none() && run.stop.is_some() {
-            // A dry run has nothing at stake: stop reading; the report covers the rows read.
-            break;
         }
         run.sequential(file, &chunk, &mut mapped, next_ordinal)?;
         next_ordinal += chunk.len() as u64;
@@ -500,9 +506,17 @@ impl Run<'_> {
             }
             None => Vec::new(),
         };
+        // An interrupted dry run reads on so that every row is still reported, unvalidated.
+        let unchecked = self.cfg.send.is_none() && self.stop.is_some();
         for (i, mut m) in mapped.drain(..).enumerate() {
             let o = first + i as u64;
             let meta = &chunk.rows[i];
+            if unchecked {
+                let mut row = base_row(file, meta, Mapped::unchecked(), Status::NotAttempted);
+                row.reason = "not validated: the run was interrupted (SIGINT/SIGTERM)".into();
+                self.push_done(row);
+                continue;
+            }
             let status = match m.verdict {
                 Verdict::Invalid => Status::Invalid,
                 Verdict::Expired => Status::Expired,

@@ -515,3 +515,91 @@ fn bundled_bad_samples_fail_clearly() {
     assert_eq!(s.get("valid"), Some(&2), "{s:?}");
     assert_eq!(s.get("invalid"), Some(&3), "{s:?}");
 }
+
+/// A dry run over stdin, fed by the test: the header and `first` rows, then SIGINT. Its stdin
+/// stays open for the caller.
+fn interrupted_dry_run(w: &Workdir, csv: &str, first: usize) -> std::process::Child {
+    let m = w.copy("mappings/mixed.yaml");
+    let mut child = w
+        .cmd(&[
+            "validate",
+            "--mapping",
+            m.to_str().unwrap(),
+            "--now",
+            NOW,
+            "--report",
+            "report.csv",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    let stdin = child.stdin.as_mut().unwrap();
+    for l in &lines[..=first] {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child
+}
+
+#[test]
+fn an_interrupted_dry_run_still_reports_every_row() {
+    let w = Workdir::new();
+    let csv = valid_csv(5000, "i");
+    let mut child = interrupted_dry_run(&w, &csv, 3000);
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for l in csv.lines().skip(3001) {
+            writeln!(stdin, "{l}").unwrap();
+        }
+    } // end of input
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    let rows = report_rows(&w.read("report.csv"));
+    let numbers: Vec<String> = rows.iter().map(|r| r[1].to_string()).collect();
+    let expected: Vec<String> = (1..=5000).map(|n| n.to_string()).collect();
+    assert_eq!(numbers, expected, "every row once, in order");
+    let s = statuses(&rows);
+    assert!(s.get("valid").copied().unwrap_or(0) > 0, "{s:?}");
+    let not_attempted: Vec<_> = rows.iter().filter(|r| &r[3] == "not_attempted").collect();
+    assert!(not_attempted.len() >= 2000, "{s:?}");
+    assert!(
+        not_attempted
+            .iter()
+            .all(|r| &r[4] == "not validated: the run was interrupted (SIGINT/SIGTERM)"),
+        "{:?}",
+        not_attempted.first()
+    );
+}
+
+#[test]
+fn a_second_interrupt_stops_at_once() {
+    let w = Workdir::new();
+    let csv = valid_csv(100, "j");
+    // Input stays open: after the first SIGINT the run would wait for the rest of it.
+    let mut child = interrupted_dry_run(&w, &csv, 50);
+    let _open_stdin = child.stdin.take(); // held open until the end of the test
+    let start = std::time::Instant::now();
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        stderr(&out).contains("second interrupt: stopping at once; the report is incomplete"),
+        "{}",
+        stderr(&out)
+    );
+}
