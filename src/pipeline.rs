@@ -2,8 +2,9 @@
 //!
 //! Stages don't call each other; this file wires them. Threads:
 //! - a reader thread streams chunks from the inputs (bounded channel: memory bounded);
-//! - this thread maps and validates each chunk in parallel (rayon), then runs the sequential part
-//!   (dedup, ledger, batching) in input order and writes the report in input order;
+//! - a mapper thread maps and validates each chunk in parallel (rayon), one chunk ahead;
+//! - this thread runs the sequential part (dedup, ledger, batching) in input order and writes
+//!   the report in input order; used chunks go back to the reader for reuse;
 //! - in `send` mode the sink runs its own runtime; outcomes come back over a channel.
 //!
 //! **Invariant:** every input row gets exactly one [`ReportRow`], set in one place
