@@ -32,7 +32,7 @@ pub enum Action {
         after: Option<Duration>,
         error: GraphError,
     },
-    /// Throttled: the whole dataset waits, then tries again.
+    /// Throttled: the whole run (every dataset) waits, then tries again.
     Throttle {
         after: Option<Duration>,
         error: GraphError,

@@ -1,11 +1,10 @@
 //! The sender: requests on its own tokio runtime, at most `concurrency` in flight, a keyed rate
 //! limiter (per dataset) taken on every attempt, bounded retries with full-jitter backoff, a
-//! per-dataset pause when Meta throttles, and bisection of rejected batches.
+//! run-wide pause when Meta throttles or usage nears 100 %, and bisection of rejected batches.
 //!
 //! **Invariant:** every event of every submitted batch comes back in exactly one
 //! [`EventOutcome`] — `Sent`, `Failed`, `Unknown` or `NotAttempted` — whatever happens.
 
-use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -88,8 +87,9 @@ struct Shared {
     cfg: SinkConfig,
     client: reqwest::Client,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
-    /// Per dataset: no request before this instant (throttling, usage near 100 %).
-    pauses: Mutex<HashMap<String, Instant>>,
+    /// Run-wide: no request to any dataset before this instant (throttling, usage near 100 %).
+    /// capi-spec.md §4: a throttle slows down the whole run, not just the request or dataset.
+    pause: Mutex<Option<Instant>>,
     /// No new attempts (Ctrl-C, --max-errors, fatal).
     stopped: AtomicBool,
     fatal_sent: AtomicBool,
@@ -154,7 +154,7 @@ impl Sender {
             cfg,
             client,
             limiter,
-            pauses: Mutex::new(HashMap::new()),
+            pause: Mutex::new(None),
             stopped: AtomicBool::new(false),
             fatal_sent: AtomicBool::new(false),
             abandon,
@@ -336,22 +336,41 @@ impl Shared {
         }
     }
 
-    fn pause(&self, dataset: &str, d: Duration) {
-        if let Ok(mut p) = self.pauses.lock() {
+    /// Holds every request of the run for at least `d` (a longer pause already set stands).
+    fn pause(&self, d: Duration) {
+        if let Ok(mut p) = self.pause.lock() {
             let until = Instant::now() + d;
-            let e = p.entry(dataset.to_string()).or_insert(until);
-            if *e < until {
-                *e = until;
+            if p.is_none_or(|t| t < until) {
+                *p = Some(until);
             }
         }
     }
 
-    fn pause_until(&self, dataset: &str) -> Option<Instant> {
-        self.pauses
+    fn pause_until(&self) -> Option<Instant> {
+        self.pause
             .lock()
             .ok()
-            .and_then(|p| p.get(dataset).copied())
+            .and_then(|p| *p)
             .filter(|t| *t > Instant::now())
+    }
+
+    /// Waits out the run-wide pause, then this dataset's rate limiter; again if a pause began
+    /// meanwhile. False if the pause is longer than [`MAX_WAIT`].
+    async fn wait_turn(&self, dataset: &str) -> bool {
+        loop {
+            if let Some(until) = self.pause_until() {
+                if until.saturating_duration_since(Instant::now()) > MAX_WAIT {
+                    return false;
+                }
+                tokio::time::sleep_until(until.into()).await;
+            }
+            if let Some(l) = &self.limiter {
+                l.until_key_ready(&dataset.to_string()).await;
+            }
+            if self.pause_until().is_none() {
+                return true;
+            }
+        }
     }
 }
 
@@ -482,15 +501,9 @@ async fn send_with_retries(sh: &Shared, dataset: &str, events: &[PendingEvent]) 
     let mut last: Option<GraphError> = None;
     let mut tries = 0u32;
     for attempt in 0..=cfg.max_retries {
-        // Wait out a dataset-wide pause, then the rate limiter — both before every attempt.
-        if let Some(until) = sh.pause_until(dataset) {
-            if until.saturating_duration_since(Instant::now()) > MAX_WAIT {
-                break;
-            }
-            tokio::time::sleep_until(until.into()).await;
-        }
-        if let Some(l) = &sh.limiter {
-            l.until_key_ready(&dataset.to_string()).await;
+        // The run-wide pause and the rate limiter, before every attempt.
+        if !sh.wait_turn(dataset).await {
+            break;
         }
         if sh.stopped.load(Ordering::SeqCst) {
             return (Ended::NotSent(last), tries);
@@ -515,11 +528,11 @@ async fn send_with_retries(sh: &Shared, dataset: &str, events: &[PendingEvent]) 
             }
             Action::Throttle { after, error } => {
                 last = Some(error.clone());
-                // The whole dataset slows down, not just this request.
+                // The whole run slows down, every dataset, not just this request.
                 let wait = after.unwrap_or_else(|| {
                     backoff(cfg.backoff_base, attempt + 1, &mut rng).max(cfg.backoff_base)
                 });
-                sh.pause(dataset, wait);
+                sh.pause(wait);
                 if is_last || wait > MAX_WAIT {
                     return (Ended::Done(Action::Throttle { after, error }), tries);
                 }
@@ -566,15 +579,11 @@ async fn one_request(sh: &Shared, url: &str, body: &str, sent: usize) -> Action 
                 Err(e) => return classify_transport(Transport::NoAnswer, &transport_detail(e)),
             };
             let action = classify(status, &headers, &bytes, sent);
-            // Pace down before Meta throttles: usage above 80 % adds a dataset-wide pause.
+            // Pace down before Meta throttles: usage above 80 % pauses the whole run.
             if let Some(u) = usage_percent(&headers)
                 && u > 80.0
-                && let Some(ds) = url.rsplit('/').nth(1)
             {
-                sh.pause(
-                    ds,
-                    Duration::from_millis(((u - 80.0).min(20.0) * 250.0) as u64),
-                );
+                sh.pause(Duration::from_millis(((u - 80.0).min(20.0) * 250.0) as u64));
             }
             action
         }

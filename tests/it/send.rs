@@ -620,3 +620,86 @@ fn an_unreachable_endpoint_prints_no_url_and_no_secret() {
         }
     }
 }
+
+#[test]
+fn a_throttle_on_one_dataset_pauses_the_other_too() {
+    let w = Workdir::new();
+    // Two datasets of 48 rows each: every other row moves to a second dataset.
+    let csv: Vec<String> = one_dataset(&valid_csv(96, "p"))
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i % 2 {
+            0 => l.to_string(),
+            _ => l.replacen(",1234567890,", ",1234567891,", 1),
+        })
+        .collect();
+    w.write("in.csv", &(csv.join("\n") + "\n"));
+    let emu = Emulator::start(
+        &w,
+        &[
+            "--log-requests",
+            "requests.jsonl",
+            "--record",
+            "rec.jsonl",
+            "--throttle-rate",
+            "0.1",
+            "--throttle-http",
+            "400",
+            "--retry-after",
+            "1",
+            "--seed",
+            "12",
+        ],
+    );
+    // Paced at 5 requests/s per dataset, and a slot for every batch: each dataset would keep
+    // sending through a pause that only held the throttled one.
+    let out = send(
+        &w,
+        &emu,
+        "in.csv",
+        &[
+            "--batch-size",
+            "6",
+            "--rate",
+            "5",
+            "--concurrency",
+            "16",
+            "--max-retries",
+            "8",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        statuses(&report_rows(&w.read("report.csv"))).get("sent"),
+        Some(&96)
+    );
+    assert_eq!(recorded_ids(&w.path("rec.jsonl")).len(), 96);
+    let log: Vec<(f64, String, bool)> = log_lines(&w)
+        .iter()
+        .map(|l| {
+            (
+                l["t"].as_f64().unwrap(),
+                l["dataset_id"].as_str().unwrap().to_string(),
+                l["code"].as_i64().is_some(),
+            )
+        })
+        .collect();
+    let throttles: Vec<&(f64, String, bool)> = log.iter().filter(|l| l.2).collect();
+    assert!(!throttles.is_empty(), "the seed throttles some requests");
+    let mut delayed = 0;
+    for (t, ds, _) in throttles {
+        let others: Vec<f64> = log
+            .iter()
+            .filter(|l| &l.1 != ds && l.0 > *t)
+            .map(|l| l.0 - t)
+            .collect();
+        // Requests already in flight may land just after the throttle; none may start within
+        // the Retry-After second that follows.
+        assert!(
+            others.iter().all(|d| *d < 0.5 || *d > 0.95),
+            "the other dataset sent {others:?} s after a throttle on {ds}"
+        );
+        delayed += others.iter().filter(|d| **d > 0.95).count();
+    }
+    assert!(delayed > 0, "the other dataset still had requests to make");
+}
