@@ -555,7 +555,7 @@ impl Run<'_> {
                     EntryState::InFlight if !self.cfg.resend_unknown => {
                         row.status = Status::Unknown;
                         row.reason = format!(
-                            "run {} sent this event but got no answer; it may have been delivered, so it is not resent (pass --resend-unknown to send it again)",
+                            "run {} sent this event but its outcome is unknown (no answer, or an answer that did not count every event); it may have been delivered, so it is not resent (pass --resend-unknown to send it again)",
                             entry.run_id
                         );
                         self.push_done(row);
