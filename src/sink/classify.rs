@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveDateTime, Utc};
+
 /// Meta's error, as far as the answer tells it. Never holds a secret.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GraphError {
@@ -59,6 +61,9 @@ pub enum Transport {
 #[derive(Clone, Debug, Default)]
 pub struct Headers {
     pub retry_after: Option<String>,
+    /// `Date`: the server's clock when it answered. An HTTP-date `Retry-After` is measured from
+    /// it (the same clock), so a skewed local clock does not stretch or cut the wait.
+    pub date: Option<String>,
     pub business_use_case_usage: Option<String>,
     pub app_usage: Option<String>,
 }
@@ -84,8 +89,15 @@ pub fn classify_transport(t: Transport, detail: &str) -> Action {
     }
 }
 
-/// Classifies an HTTP answer to a request that carried `sent` events.
-pub fn classify(status: u16, headers: &Headers, body: &[u8], sent: usize) -> Action {
+/// Classifies an HTTP answer to a request that carried `sent` events. `now` is the local clock,
+/// used only when an HTTP-date `Retry-After` comes without a `Date` header.
+pub fn classify(
+    status: u16,
+    headers: &Headers,
+    body: &[u8],
+    sent: usize,
+    now: DateTime<Utc>,
+) -> Action {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     if (200..300).contains(&status) {
         let received = json
@@ -154,7 +166,7 @@ pub fn classify(status: u16, headers: &Headers, body: &[u8], sent: usize) -> Act
         message,
         fbtrace_id: text("fbtrace_id"),
     };
-    let after = retry_after(headers);
+    let after = retry_after(headers, now);
 
     match code {
         Some(4 | 17 | 32 | 341 | 368 | 613 | 80000..=80014) => {
@@ -209,13 +221,12 @@ fn snippet(body: &[u8], max: usize) -> String {
         .collect()
 }
 
-/// `Retry-After` (seconds) or the longest `estimated_time_to_regain_access` (minutes).
-pub fn retry_after(h: &Headers) -> Option<Duration> {
+/// `Retry-After` or the longest `estimated_time_to_regain_access` (minutes), whichever is longer.
+pub fn retry_after(h: &Headers, now: DateTime<Utc>) -> Option<Duration> {
     let ra = h
         .retry_after
         .as_deref()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|v| parse_retry_after(v, h.date.as_deref(), now));
     let regain = h.business_use_case_usage.as_deref().and_then(|v| {
         let j: serde_json::Value = serde_json::from_str(v).ok()?;
         let mut best: Option<u64> = None;
@@ -235,6 +246,32 @@ pub fn retry_after(h: &Headers) -> Option<Duration> {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// `Retry-After` (RFC 7231 §7.1.3): delay-seconds, or an HTTP-date. A date is measured from the
+/// answer's `Date` header when it has one, else from `now`; a date already past means no wait.
+fn parse_retry_after(value: &str, date: Option<&str>, now: DateTime<Utc>) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = parse_http_date(v)?;
+    let now = date.and_then(parse_http_date).unwrap_or(now);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// An HTTP-date (RFC 7231 §7.1.1.1): IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`, and the two
+/// obsolete forms recipients must still accept, RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT` and
+/// asctime `Sun Nov  6 08:49:37 1994`.
+pub fn parse_http_date(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc2822(s) {
+        return Some(d.with_timezone(&Utc));
+    }
+    ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .map(|d| d.and_utc())
 }
 
 /// Highest usage percentage in the usage headers (0-100+), to pace down before Meta throttles.
@@ -314,11 +351,16 @@ mod tests {
         Headers::default()
     }
 
+    /// A fixed local clock for the classifier.
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_176_000, 0).unwrap()
+    }
+
     #[test]
     fn success_needs_the_full_count() {
         let ok = br#"{"events_received": 3, "messages": [], "fbtrace_id": "abc"}"#;
         assert_eq!(
-            classify(200, &h(), ok, 3),
+            classify(200, &h(), ok, 3, now()),
             Action::Success {
                 fbtrace_id: Some("abc".into())
             }
@@ -327,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_short_or_missing_count_is_an_unknown_outcome_never_a_split() {
-        let unknown = |body: &[u8], sent| match classify(200, &h(), body, sent) {
+        let unknown = |body: &[u8], sent| match classify(200, &h(), body, sent, now()) {
             Action::Unknown { error } => error,
             other => panic!("{other:?}"),
         };
@@ -357,7 +399,7 @@ mod tests {
             e.message
         );
         assert!(matches!(
-            classify(204, &h(), b"", 1),
+            classify(204, &h(), b"", 1, now()),
             Action::Unknown { .. }
         ));
     }
@@ -393,7 +435,7 @@ mod tests {
             (404, METHOD, 803, None, false, "split"),
             (400, METHOD, 2500, None, false, "split"),
         ] {
-            let a = classify(status, &h(), &body(kind, code, sub, tr), 1);
+            let a = classify(status, &h(), &body(kind, code, sub, tr), 1, now());
             let got = match a {
                 Action::Retry { .. } => "retry",
                 Action::Throttle { .. } => "throttle",
@@ -418,7 +460,7 @@ mod tests {
     #[test]
     fn meta_s_own_words_are_kept() {
         let b = br#"{"error":{"message":"Invalid parameter","type":"OAuthException","code":100,"error_subcode":2804003,"error_user_title":"Event Timestamp Too Old","error_user_msg":"The timestamp for this event is too far in the past.","fbtrace_id":"AXyz"}}"#;
-        let Action::Split { error } = classify(400, &h(), b, 2) else {
+        let Action::Split { error } = classify(400, &h(), b, 2, now()) else {
             panic!("split")
         };
         assert_eq!(
@@ -439,7 +481,7 @@ mod tests {
             retry_after: Some("7".into()),
             ..h()
         };
-        assert_eq!(retry_after(&hd), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&hd, now()), Some(Duration::from_secs(7)));
         let hd = Headers {
             business_use_case_usage: Some(
                 r#"{"123":[{"type":"x","call_count":100,"estimated_time_to_regain_access":2}]}"#
@@ -447,14 +489,88 @@ mod tests {
             ),
             ..h()
         };
-        assert_eq!(retry_after(&hd), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(&hd, now()), Some(Duration::from_secs(120)));
         assert_eq!(usage_percent(&hd), Some(100.0));
         let hd = Headers {
             app_usage: Some(r#"{"call_count":85,"total_cputime":10,"total_time":12}"#.into()),
             ..h()
         };
         assert_eq!(usage_percent(&hd), Some(85.0));
-        assert_eq!(retry_after(&h()), None);
+        assert_eq!(retry_after(&h(), now()), None);
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date() {
+        let at = |ra: &str, date: Option<&str>| {
+            retry_after(
+                &Headers {
+                    retry_after: Some(ra.into()),
+                    date: date.map(String::from),
+                    ..h()
+                },
+                now(),
+            )
+        };
+        // now() is 2026-11-20T12:00:00Z.
+        assert_eq!(
+            at("Fri, 20 Nov 2026 12:01:30 GMT", None),
+            Some(Duration::from_secs(90))
+        );
+        // The answer's own Date wins over the local clock: 2 minutes on Meta's clock.
+        assert_eq!(
+            at(
+                "Wed, 21 Oct 2015 07:28:00 GMT",
+                Some("Wed, 21 Oct 2015 07:26:00 GMT")
+            ),
+            Some(Duration::from_secs(120))
+        );
+        // A Date that does not parse falls back to the local clock.
+        assert_eq!(
+            at("Fri, 20 Nov 2026 12:00:05 GMT", Some("yesterday")),
+            Some(Duration::from_secs(5))
+        );
+        // A date in the past: no wait, but still an answer (not "no Retry-After").
+        assert_eq!(
+            at("Wed, 21 Oct 2015 07:28:00 GMT", None),
+            Some(Duration::ZERO)
+        );
+        // The obsolete forms of RFC 7231 §7.1.1.1.
+        assert_eq!(
+            at("Friday, 20-Nov-26 12:00:10 GMT", None),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            at("Fri Nov 20 12:00:20 2026", None),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(
+            at(
+                "Sun Nov  6 08:49:37 1994",
+                Some("Sun, 06 Nov 1994 08:49:30 GMT")
+            ),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(at(" 7 ", None), Some(Duration::from_secs(7)));
+        assert_eq!(at("soon", None), None);
+        assert_eq!(at("-5", None), None);
+        // The wait reaches the verdict.
+        let hd = Headers {
+            retry_after: Some("Fri, 20 Nov 2026 12:00:42 GMT".into()),
+            ..h()
+        };
+        assert_eq!(
+            classify(429, &hd, &body("OAuthException", 4, None, false), 1, now()),
+            Action::Throttle {
+                after: Some(Duration::from_secs(42)),
+                error: GraphError {
+                    http_status: Some(429),
+                    code: Some(4),
+                    message: "m".into(),
+                    fbtrace_id: Some("F".into()),
+                    ..Default::default()
+                }
+            }
+        );
     }
 
     #[test]

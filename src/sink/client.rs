@@ -578,7 +578,7 @@ async fn one_request(sh: &Shared, url: &str, body: &str, sent: usize) -> Action 
                 Ok(b) => b,
                 Err(e) => return classify_transport(Transport::NoAnswer, &transport_detail(e)),
             };
-            let action = classify(status, &headers, &bytes, sent);
+            let action = classify(status, &headers, &bytes, sent, chrono::Utc::now());
             // Pace down before Meta throttles: usage above 80 % pauses the whole run.
             if let Some(u) = usage_percent(&headers)
                 && u > 80.0
@@ -600,6 +600,7 @@ pub fn response_headers(r: &reqwest::Response) -> Headers {
     };
     Headers {
         retry_after: h("retry-after"),
+        date: h("date"),
         business_use_case_usage: h("x-business-use-case-usage"),
         app_usage: h("x-app-usage"),
     }

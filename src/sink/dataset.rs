@@ -140,7 +140,7 @@ pub fn run_dataset(args: DatasetArgs) -> Result<u8> {
         }
         return Ok(crate::exit::OK);
     }
-    let message = match classify(status, &headers, &body, 0) {
+    let message = match classify(status, &headers, &body, 0, chrono::Utc::now()) {
         Action::Fatal { kind, error } => fatal_message(kind, &error),
         Action::Retry { error, .. } | Action::Throttle { error, .. } => {
             format!("Meta is busy, try again later: {}", error.message)
