@@ -94,6 +94,10 @@ pub struct EmulatorArgs {
     /// After N requests, every request fails with code 190 (expired token)
     #[arg(long, value_name = "N")]
     pub expire_token_after: Option<u64>,
+    /// Successful answers carry `X-Business-Use-Case-Usage` at 100 % with
+    /// `estimated_time_to_regain_access` M (minutes): Meta's "stop for M minutes" on a success
+    #[arg(long, default_value = "0", value_name = "M")]
+    pub regain_minutes: u64,
     /// Reject (code 100, whole batch) any batch holding an event whose event_id matches this regex
     #[arg(long, value_name = "REGEX")]
     pub reject_event_id: Option<String>,
@@ -119,6 +123,7 @@ impl Default for EmulatorArgs {
             latency_ms: None,
             drop_rate: 0.0,
             expire_token_after: None,
+            regain_minutes: 0,
             reject_event_id: None,
             undercount_event_id: None,
         }
@@ -572,6 +577,10 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
                 r#"{"call_count":100,"total_cputime":20,"total_time":25}"#,
             ),
         );
+        let account = json!({"acc_id_util_pct": 100, "reset_time_duration": state.args.retry_after, "ads_api_access_tier": "standard_access"});
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&account.to_string()) {
+            h.insert("x-ad-account-usage", v);
+        }
         return answer(r, Some(code));
     }
 
@@ -713,13 +722,17 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
                 let _ = f.write_all(buf.as_bytes());
                 let _ = f.flush();
             }
-            answer(
-                reply(
-                    200,
-                    json!({"events_received": data.len(), "messages": [], "fbtrace_id": faults.trace}),
-                ),
-                None,
-            )
+            let mut r = reply(
+                200,
+                json!({"events_received": data.len(), "messages": [], "fbtrace_id": faults.trace}),
+            );
+            if state.args.regain_minutes > 0 {
+                let usage = json!({ id.clone(): [{"type": "ads_management", "call_count": 100, "total_cputime": 40, "total_time": 60, "estimated_time_to_regain_access": state.args.regain_minutes}] });
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&usage.to_string()) {
+                    r.headers_mut().insert("x-business-use-case-usage", v);
+                }
+            }
+            answer(r, None)
         }
     }
 }

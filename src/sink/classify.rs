@@ -64,8 +64,14 @@ pub struct Headers {
     /// `Date`: the server's clock when it answered. An HTTP-date `Retry-After` is measured from
     /// it (the same clock), so a skewed local clock does not stretch or cut the wait.
     pub date: Option<String>,
+    /// `X-Business-Use-Case-Usage`: `{"<id>": [{type, call_count, total_cputime, total_time,
+    /// estimated_time_to_regain_access (minutes)}]}`.
     pub business_use_case_usage: Option<String>,
+    /// `X-App-Usage`: `{call_count, total_cputime, total_time}` (percentages).
     pub app_usage: Option<String>,
+    /// `X-Ad-Account-Usage`: `{acc_id_util_pct, reset_time_duration (seconds),
+    /// ads_api_access_tier}`.
+    pub ad_account_usage: Option<String>,
 }
 
 /// Classifies a transport failure.
@@ -221,28 +227,14 @@ fn snippet(body: &[u8], max: usize) -> String {
         .collect()
 }
 
-/// `Retry-After` or the longest `estimated_time_to_regain_access` (minutes), whichever is longer.
+/// `Retry-After` or the time until access is regained (see [`Usage::regain`]), whichever is
+/// longer.
 pub fn retry_after(h: &Headers, now: DateTime<Utc>) -> Option<Duration> {
     let ra = h
         .retry_after
         .as_deref()
         .and_then(|v| parse_retry_after(v, h.date.as_deref(), now));
-    let regain = h.business_use_case_usage.as_deref().and_then(|v| {
-        let j: serde_json::Value = serde_json::from_str(v).ok()?;
-        let mut best: Option<u64> = None;
-        for entries in j.as_object()?.values() {
-            for e in entries.as_array()? {
-                if let Some(m) = e
-                    .get("estimated_time_to_regain_access")
-                    .and_then(serde_json::Value::as_u64)
-                {
-                    best = Some(best.map_or(m, |b| b.max(m)));
-                }
-            }
-        }
-        best.filter(|m| *m > 0).map(|m| Duration::from_secs(m * 60))
-    });
-    match (ra, regain) {
+    match (ra, usage(h).regain) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     }
@@ -274,36 +266,95 @@ pub fn parse_http_date(s: &str) -> Option<DateTime<Utc>> {
         .map(|d| d.and_utc())
 }
 
-/// Highest usage percentage in the usage headers (0-100+), to pace down before Meta throttles.
-pub fn usage_percent(h: &Headers) -> Option<f64> {
-    let mut best: Option<f64> = None;
-    let mut see = |v: &serde_json::Value| {
-        for k in ["call_count", "total_cputime", "total_time"] {
-            if let Some(x) = v.get(k).and_then(serde_json::Value::as_f64) {
-                best = Some(best.map_or(x, |b: f64| b.max(x)));
-            }
+/// What the usage headers of one answer say, all three taken together (capi-spec.md §4).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    /// The highest percentage of any quota in any header (100 = at the limit).
+    pub percent: Option<f64>,
+    /// How long until Meta takes requests again: the longest `estimated_time_to_regain_access`,
+    /// or the ad account's `reset_time_duration` once `acc_id_util_pct` is at 100 %.
+    pub regain: Option<Duration>,
+}
+
+/// Usage above this percentage paces the run down before Meta throttles it.
+const PACE_FROM: f64 = 80.0;
+/// Pause per percentage point above [`PACE_FROM`]: 5 s at 100 %.
+const PACE_STEP: Duration = Duration::from_millis(250);
+/// Longest wait a header is believed to ask for (anything longer is capped to this).
+const LONGEST_HINT: f64 = 7.0 * 86_400.0;
+
+/// Reads `X-App-Usage`, `X-Business-Use-Case-Usage` and `X-Ad-Account-Usage`. Values may be
+/// numbers or numeric strings; unknown fields, other types and bad JSON are ignored.
+pub fn usage(h: &Headers) -> Usage {
+    let json = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+    };
+    let mut u = Usage::default();
+    let mut see_percent = |x: Option<f64>| {
+        if let Some(x) = x {
+            u.percent = Some(u.percent.map_or(x, |b| b.max(x)));
         }
     };
-    if let Some(j) = h
-        .app_usage
-        .as_deref()
-        .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
-    {
-        see(&j);
+    let mut regain: Option<f64> = None;
+    let mut see_regain = |secs: Option<f64>| {
+        if let Some(x) = secs.filter(|x| *x > 0.0) {
+            regain = Some(regain.map_or(x, |b| b.max(x)));
+        }
+    };
+    let quota = |v: &serde_json::Value| {
+        ["call_count", "total_cputime", "total_time"]
+            .iter()
+            .filter_map(|k| v.get(*k).and_then(number))
+            .reduce(f64::max)
+    };
+    if let Some(j) = json(&h.app_usage) {
+        see_percent(quota(&j));
     }
-    if let Some(j) = h
-        .business_use_case_usage
-        .as_deref()
-        .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+    if let Some(j) = json(&h.business_use_case_usage)
         && let Some(o) = j.as_object()
     {
-        for entries in o.values() {
-            for e in entries.as_array().into_iter().flatten() {
-                see(e);
-            }
+        for e in o.values().filter_map(|v| v.as_array()).flatten() {
+            see_percent(quota(e));
+            see_regain(
+                e.get("estimated_time_to_regain_access")
+                    .and_then(number)
+                    .map(|m| m * 60.0),
+            );
         }
     }
-    best
+    if let Some(j) = json(&h.ad_account_usage) {
+        let pct = j.get("acc_id_util_pct").and_then(number);
+        see_percent(pct);
+        if pct.is_some_and(|p| p >= 100.0) {
+            see_regain(j.get("reset_time_duration").and_then(number));
+        }
+    }
+    u.regain = regain.and_then(|s| Duration::try_from_secs_f64(s.min(LONGEST_HINT)).ok());
+    u
+}
+
+/// A JSON number, or a string holding one (Graph is not consistent); finite only.
+fn number(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|x: &f64| x.is_finite())
+}
+
+/// How long the whole run holds after an answer with these usage headers, whatever its status
+/// (a success too): until access is regained, and a short pause as usage nears 100 %.
+pub fn run_pause(u: &Usage) -> Option<Duration> {
+    let pace = u
+        .percent
+        .filter(|p| *p > PACE_FROM)
+        .map(|p| PACE_STEP.mul_f64((p - PACE_FROM).min(100.0 - PACE_FROM)));
+    match (u.regain, pace) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The user-facing message for a fatal error, naming what to fix.
@@ -490,13 +541,100 @@ mod tests {
             ..h()
         };
         assert_eq!(retry_after(&hd, now()), Some(Duration::from_secs(120)));
-        assert_eq!(usage_percent(&hd), Some(100.0));
+        assert_eq!(usage(&hd).percent, Some(100.0));
         let hd = Headers {
             app_usage: Some(r#"{"call_count":85,"total_cputime":10,"total_time":12}"#.into()),
             ..h()
         };
-        assert_eq!(usage_percent(&hd), Some(85.0));
+        assert_eq!(usage(&hd).percent, Some(85.0));
         assert_eq!(retry_after(&h(), now()), None);
+        // The longer of Retry-After and the regain time.
+        let hd = Headers {
+            retry_after: Some("30".into()),
+            ad_account_usage: Some(r#"{"acc_id_util_pct":100,"reset_time_duration":90}"#.into()),
+            ..h()
+        };
+        assert_eq!(retry_after(&hd, now()), Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn usage_headers_all_three() {
+        let u = |app: Option<&str>, buc: Option<&str>, acc: Option<&str>| {
+            usage(&Headers {
+                app_usage: app.map(String::from),
+                business_use_case_usage: buc.map(String::from),
+                ad_account_usage: acc.map(String::from),
+                ..h()
+            })
+        };
+        assert_eq!(u(None, None, None), Usage::default());
+        // The ad account's header, with Meta's documented fields and one we do not know.
+        let v = u(
+            None,
+            None,
+            Some(
+                r#"{"acc_id_util_pct":9.67,"reset_time_duration":100,"ads_api_access_tier":"standard_access","new_field":[1]}"#,
+            ),
+        );
+        assert_eq!(v.percent, Some(9.67));
+        // Below 100 % the reset time is no wait: it says when the score is back to 0.
+        assert_eq!(v.regain, None);
+        let v = u(
+            None,
+            None,
+            Some(r#"{"acc_id_util_pct":"100","reset_time_duration":"45"}"#),
+        );
+        assert_eq!(
+            (v.percent, v.regain),
+            (Some(100.0), Some(Duration::from_secs(45)))
+        );
+        // Several business use cases and entries: the worst of each, unknown fields ignored.
+        let v = u(
+            Some(r#"{"call_count":12,"total_cputime":3,"total_time":4}"#),
+            Some(
+                r#"{"1":[{"type":"ads_management","call_count":40,"estimated_time_to_regain_access":0}],
+                    "2":[{"type":"messenger","total_time":93,"estimated_time_to_regain_access":3,"extra":"x"},
+                         {"type":"y","call_count":"50","estimated_time_to_regain_access":"1.5"}],
+                    "3":"not a list"}"#,
+            ),
+            Some(r#"{"acc_id_util_pct":20,"reset_time_duration":600}"#),
+        );
+        assert_eq!(
+            (v.percent, v.regain),
+            (Some(93.0), Some(Duration::from_secs(180)))
+        );
+        // Garbage is ignored, header by header.
+        let v = u(
+            Some("{not json"),
+            Some(r#"{"1":[{"estimated_time_to_regain_access":-4,"call_count":null}]}"#),
+            Some(r#"[1,2]"#),
+        );
+        assert_eq!(v, Usage::default());
+        // An absurd regain time is capped, never a panic.
+        let v = u(
+            None,
+            Some(r#"{"1":[{"estimated_time_to_regain_access":1e300}]}"#),
+            None,
+        );
+        assert_eq!(v.regain, Some(Duration::from_secs(7 * 86_400)));
+    }
+
+    #[test]
+    fn the_run_pauses_for_regain_and_paces_near_the_limit() {
+        let p = |percent, regain| run_pause(&Usage { percent, regain });
+        assert_eq!(p(None, None), None);
+        assert_eq!(p(Some(80.0), None), None);
+        assert_eq!(p(Some(90.0), None), Some(Duration::from_millis(2500)));
+        assert_eq!(p(Some(130.0), None), Some(Duration::from_secs(5)));
+        // A success answer saying access comes back in 2 minutes holds the run 2 minutes.
+        assert_eq!(
+            p(Some(50.0), Some(Duration::from_secs(120))),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            p(Some(100.0), Some(Duration::from_secs(1))),
+            Some(Duration::from_secs(5))
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use super::batch::{Auth, request_body_for};
 use super::classify::{
     Action, FatalKind, GraphError, Headers, Transport, classify, classify_transport, fatal_message,
-    usage_percent,
+    run_pause, usage,
 };
 use super::{Batch, Delivery, EventOutcome, PendingEvent};
 
@@ -579,11 +579,11 @@ async fn one_request(sh: &Shared, url: &str, body: &str, sent: usize) -> Action 
                 Err(e) => return classify_transport(Transport::NoAnswer, &transport_detail(e)),
             };
             let action = classify(status, &headers, &bytes, sent, chrono::Utc::now());
-            // Pace down before Meta throttles: usage above 80 % pauses the whole run.
-            if let Some(u) = usage_percent(&headers)
-                && u > 80.0
-            {
-                sh.pause(Duration::from_millis(((u - 80.0).min(20.0) * 250.0) as u64));
+            // Whatever the answer, a success too: wait out the time Meta says access comes back
+            // (`estimated_time_to_regain_access`, an ad account at 100 %), and pace down as usage
+            // nears 100 %. The whole run holds, every dataset.
+            if let Some(d) = run_pause(&usage(&headers)) {
+                sh.pause(d);
             }
             action
         }
@@ -603,6 +603,7 @@ pub fn response_headers(r: &reqwest::Response) -> Headers {
         date: h("date"),
         business_use_case_usage: h("x-business-use-case-usage"),
         app_usage: h("x-app-usage"),
+        ad_account_usage: h("x-ad-account-usage"),
     }
 }
 

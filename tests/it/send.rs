@@ -703,3 +703,40 @@ fn a_throttle_on_one_dataset_pauses_the_other_too() {
     }
     assert!(delayed > 0, "the other dataset still had requests to make");
 }
+
+#[test]
+fn a_success_that_says_regain_access_later_holds_the_whole_run() {
+    let w = Workdir::new();
+    w.write("in.csv", &one_dataset(&valid_csv(30, "g")));
+    // Every success carries `estimated_time_to_regain_access: 20` (minutes): longer than
+    // msgcapi waits, so after the first batch nothing more is sent.
+    let emu = Emulator::start(
+        &w,
+        &[
+            "--log-requests",
+            "requests.jsonl",
+            "--record",
+            "rec.jsonl",
+            "--regain-minutes",
+            "20",
+        ],
+    );
+    let start = Instant::now();
+    let out = send(
+        &w,
+        &emu,
+        "in.csv",
+        &["--batch-size", "10", "--concurrency", "1"],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(20));
+    let rows = report_rows(&w.read("report.csv"));
+    let s = statuses(&rows);
+    assert_eq!(
+        (s.get("sent"), s.get("not_attempted")),
+        (Some(&10), Some(&20)),
+        "{s:?}"
+    );
+    assert_eq!(log_lines(&w).len(), 1, "one request, then the run held");
+    assert_eq!(recorded_ids(&w.path("rec.jsonl")).len(), 10);
+}
