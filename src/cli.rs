@@ -133,6 +133,11 @@ pub struct SendArgs {
     #[arg(long, default_value = "500", value_name = "MS")]
     pub backoff_base_ms: u64,
 
+    /// Longest a batch may spend retrying, waits included (e.g. `30m`, `90s`, `1h`); then its
+    /// rows are `failed` with the last error, and no wait that would end later is started
+    #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = retry_time)]
+    pub max_retry_time: std::time::Duration,
+
     /// Stop the run after N rows failed or unknown (the rest: not_attempted)
     #[arg(long, value_name = "N")]
     pub max_errors: Option<u64>,
@@ -152,4 +157,12 @@ pub struct SendArgs {
     /// Seconds in-flight requests may take to finish after Ctrl-C or a fatal error
     #[arg(long, default_value = "10", value_name = "SECS")]
     pub grace: f64,
+}
+
+/// `--max-retry-time`: a duration as `--expiry-margin` takes it.
+fn retry_time(s: &str) -> Result<std::time::Duration, String> {
+    let secs = crate::time::parse_duration(s)?;
+    u64::try_from(secs)
+        .map(std::time::Duration::from_secs)
+        .map_err(|_| format!("expected a duration such as `30m`, `90s` or `1h`; got `{s}`"))
 }

@@ -129,6 +129,7 @@ fn run_send(args: SendArgs) -> Result<u8> {
     sink.timeout = Duration::from_secs_f64(args.timeout);
     sink.max_retries = args.max_retries;
     sink.backoff_base = Duration::from_millis(args.backoff_base_ms);
+    sink.max_retry_time = args.max_retry_time;
     let send = SendConfig {
         sink,
         max_errors: args.max_errors,

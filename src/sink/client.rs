@@ -1,6 +1,7 @@
 //! The sender: requests on its own tokio runtime, at most `concurrency` in flight, a keyed rate
-//! limiter (per dataset) taken on every attempt, bounded retries with full-jitter backoff, a
-//! run-wide pause when Meta throttles or usage nears 100 %, and bisection of rejected batches.
+//! limiter (per dataset) taken on every attempt, retries with full-jitter backoff bounded in
+//! count and in total time per batch, a run-wide pause when Meta throttles or usage nears 100 %,
+//! and bisection of rejected batches.
 //!
 //! **Invariant:** every event of every submitted batch comes back in exactly one
 //! [`EventOutcome`] — `Sent`, `Failed`, `Unknown` or `NotAttempted` — whatever happens.
@@ -41,6 +42,10 @@ pub struct SinkConfig {
     pub max_retries: u32,
     /// First backoff; doubles per retry, full jitter, capped at 60 s.
     pub backoff_base: Duration,
+    /// How long a batch may spend retrying, waits included, counted from when it gets a slot
+    /// (just before its first attempt): no wait that would end later is started; its rows are
+    /// then `Failed` with the last error (`NotAttempted` if none was sent yet).
+    pub max_retry_time: Duration,
 }
 
 impl SinkConfig {
@@ -56,6 +61,7 @@ impl SinkConfig {
             timeout: Duration::from_secs(30),
             max_retries: 5,
             backoff_base: Duration::from_millis(500),
+            max_retry_time: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -199,7 +205,10 @@ impl Sender {
                 };
                 let sh = sh.clone();
                 tasks.spawn(async move {
-                    let outs = deliver(&sh, &batch.dataset_id, batch.id, batch.events, 0).await;
+                    // The batch's retry time runs from now, bisection included.
+                    let deadline = Instant::now().checked_add(sh.cfg.max_retry_time);
+                    let outs =
+                        deliver(&sh, &batch.dataset_id, batch.id, batch.events, 0, deadline).await;
                     sh.emit(outs);
                     drop(permit);
                 });
@@ -355,12 +364,17 @@ impl Shared {
     }
 
     /// Waits out the run-wide pause, then this dataset's rate limiter; again if a pause began
-    /// meanwhile. False if the pause is longer than [`MAX_WAIT`].
-    async fn wait_turn(&self, dataset: &str) -> bool {
+    /// meanwhile. Does not start waiting out a pause longer than [`MAX_WAIT`] or one that would
+    /// end after `deadline`.
+    async fn wait_turn(&self, dataset: &str, deadline: Option<Instant>) -> Result<(), TooLong> {
         loop {
             if let Some(until) = self.pause_until() {
-                if until.saturating_duration_since(Instant::now()) > MAX_WAIT {
-                    return false;
+                let wait = until.saturating_duration_since(Instant::now());
+                if wait > MAX_WAIT {
+                    return Err(TooLong::MetaAsked);
+                }
+                if deadline.is_some_and(|d| until > d) {
+                    return Err(TooLong::OutOfTime);
                 }
                 tokio::time::sleep_until(until.into()).await;
             }
@@ -368,7 +382,7 @@ impl Shared {
                 l.until_key_ready(&dataset.to_string()).await;
             }
             if self.pause_until().is_none() {
-                return true;
+                return Ok(());
             }
         }
     }
@@ -408,19 +422,60 @@ enum Ended {
     Done(Action),
     /// Stopped before the request was (re)sent: certainly not delivered.
     NotSent(Option<GraphError>),
+    /// The next wait was too long, so it was not started: the last answer (if any) stands.
+    GaveUp {
+        last: Option<GraphError>,
+        why: TooLong,
+    },
+}
+
+/// Why a wait before the next attempt was not started.
+#[derive(Clone, Copy, Debug)]
+enum TooLong {
+    /// Meta asked for a wait longer than [`MAX_WAIT`].
+    MetaAsked,
+    /// It would end after the batch's `--max-retry-time` is over.
+    OutOfTime,
+}
+
+/// Does a wait of `wait` from now end by `deadline`?
+fn fits(deadline: Option<Instant>, wait: Duration) -> bool {
+    deadline.is_none_or(|d| Instant::now().checked_add(wait).is_some_and(|end| end <= d))
+}
+
+/// `1 attempt`, `3 attempts`.
+fn attempts_text(n: u32) -> String {
+    if n == 1 {
+        "1 attempt".into()
+    } else {
+        format!("{n} attempts")
+    }
+}
+
+/// A duration as the flags write it: `30m`, `90s`, `2h`, `1h30m`.
+fn flag_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, 0) => format!("{m}m"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, 0) => format!("{h}h{m}m"),
+        _ => format!("{s}s"),
+    }
 }
 
 /// Delivers `events` (a batch or part of one); bisects on rejection. `prior` = requests that
-/// already carried these events.
+/// already carried these events; no wait ends after `deadline` (the batch's retry time).
 fn deliver<'a>(
     sh: &'a Shared,
     dataset: &'a str,
     batch: u64,
     events: Vec<PendingEvent>,
     prior: u32,
+    deadline: Option<Instant>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<EventOutcome>> + Send + 'a>> {
     Box::pin(async move {
-        let (ended, tries) = send_with_retries(sh, dataset, &events).await;
+        let (ended, tries) = send_with_retries(sh, dataset, &events, deadline).await;
         let attempts = prior + tries;
         let all = |d: Delivery, e: Option<&GraphError>, m: Option<String>| {
             events
@@ -461,8 +516,8 @@ fn deliver<'a>(
                 }
                 let mut left = events;
                 let right = left.split_off(left.len() / 2);
-                let mut outs = deliver(sh, dataset, batch, left, attempts).await;
-                outs.extend(deliver(sh, dataset, batch, right, attempts).await);
+                let mut outs = deliver(sh, dataset, batch, left, attempts, deadline).await;
+                outs.extend(deliver(sh, dataset, batch, right, attempts, deadline).await);
                 outs
             }
             Ended::Done(Action::Fatal { kind, error }) => {
@@ -475,15 +530,54 @@ fn deliver<'a>(
             }
             Ended::Done(Action::Unknown { error }) => all(Delivery::Unknown, Some(&error), None),
             Ended::Done(Action::Retry { error, .. } | Action::Throttle { error, .. }) => {
-                let m = format!("{} (gave up after {} attempts)", error.message, tries);
+                let m = format!("{} (gave up after {})", error.message, attempts_text(tries));
                 all(Delivery::Failed, Some(&error), Some(m))
+            }
+            Ended::GaveUp { last, why } => {
+                let budget = flag_duration(sh.cfg.max_retry_time);
+                match (last, why) {
+                    (Some(error), TooLong::OutOfTime) => {
+                        let m = format!(
+                            "{} (gave up after {}: the retry time ran out, `--max-retry-time {budget}`)",
+                            error.message,
+                            attempts_text(tries)
+                        );
+                        all(Delivery::Failed, Some(&error), Some(m))
+                    }
+                    (None, TooLong::OutOfTime) => all(
+                        Delivery::NotAttempted,
+                        None,
+                        Some(format!(
+                            "not sent: Meta's throttling holds the run longer than `--max-retry-time {budget}`; rerun later"
+                        )),
+                    ),
+                    (Some(error), TooLong::MetaAsked) => {
+                        let m = format!(
+                            "{} (gave up after {}: the run stopped)",
+                            error.message,
+                            attempts_text(tries)
+                        );
+                        all(Delivery::Failed, Some(&error), Some(m))
+                    }
+                    (None, TooLong::MetaAsked) => all(
+                        Delivery::NotAttempted,
+                        None,
+                        Some("not sent: the run stopped".into()),
+                    ),
+                }
             }
         }
     })
 }
 
-/// One request, retried while transient or throttled. Returns how it ended and the attempts made.
-async fn send_with_retries(sh: &Shared, dataset: &str, events: &[PendingEvent]) -> (Ended, u32) {
+/// One request, retried while transient or throttled, at most `max_retries` times and with no
+/// wait that ends after `deadline`. Returns how it ended and the attempts made.
+async fn send_with_retries(
+    sh: &Shared,
+    dataset: &str,
+    events: &[PendingEvent],
+    deadline: Option<Instant>,
+) -> (Ended, u32) {
     let cfg = &sh.cfg;
     let body = request_body_for(
         events,
@@ -502,8 +596,8 @@ async fn send_with_retries(sh: &Shared, dataset: &str, events: &[PendingEvent]) 
     let mut tries = 0u32;
     for attempt in 0..=cfg.max_retries {
         // The run-wide pause and the rate limiter, before every attempt.
-        if !sh.wait_turn(dataset).await {
-            break;
+        if let Err(why) = sh.wait_turn(dataset, deadline).await {
+            return (Ended::GaveUp { last, why }, tries);
         }
         if sh.stopped.load(Ordering::SeqCst) {
             return (Ended::NotSent(last), tries);
@@ -516,30 +610,38 @@ async fn send_with_retries(sh: &Shared, dataset: &str, events: &[PendingEvent]) 
         let is_last = attempt == cfg.max_retries;
         match action {
             Action::Retry { after, error } => {
-                last = Some(error.clone());
                 if is_last {
                     return (Ended::Done(Action::Retry { after, error }), tries);
                 }
                 let wait = after.unwrap_or_else(|| backoff(cfg.backoff_base, attempt, &mut rng));
-                if wait > MAX_WAIT {
-                    return (Ended::Done(Action::Retry { after, error }), tries);
-                }
-                tokio::time::sleep(wait).await;
+                let why = if wait > MAX_WAIT {
+                    TooLong::MetaAsked
+                } else if !fits(deadline, wait) {
+                    TooLong::OutOfTime
+                } else {
+                    last = Some(error);
+                    tokio::time::sleep(wait).await;
+                    continue;
+                };
+                let last = Some(error);
+                return (Ended::GaveUp { last, why }, tries);
             }
             Action::Throttle { after, error } => {
-                last = Some(error.clone());
-                // The whole run slows down, every dataset, not just this request.
+                // The whole run slows down, every dataset, not just this request; the next
+                // `wait_turn` waits it out, or gives up if it is too long.
                 let wait = after.unwrap_or_else(|| {
                     backoff(cfg.backoff_base, attempt + 1, &mut rng).max(cfg.backoff_base)
                 });
                 sh.pause(wait);
-                if is_last || wait > MAX_WAIT {
+                if is_last {
                     return (Ended::Done(Action::Throttle { after, error }), tries);
                 }
+                last = Some(error);
             }
             other => return (Ended::Done(other), tries),
         }
     }
+    // Unreachable: the last attempt returns above. Answer for the events all the same.
     match last {
         Some(error) => (Ended::Done(Action::Throttle { after: None, error }), tries),
         None => (Ended::NotSent(None), tries),
@@ -628,6 +730,26 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_fit_the_deadline_and_flags_read_back() {
+        let soon = Instant::now() + Duration::from_secs(60);
+        assert!(fits(None, Duration::from_secs(3600)));
+        assert!(fits(Some(soon), Duration::from_secs(30)));
+        assert!(!fits(Some(soon), Duration::from_secs(90)));
+        assert!(!fits(Some(Instant::now()), Duration::from_millis(5)));
+        for (secs, text) in [
+            (0, "0s"),
+            (2, "2s"),
+            (90, "90s"),
+            (1800, "30m"),
+            (3600, "1h"),
+            (5400, "1h30m"),
+            (3601, "3601s"),
+        ] {
+            assert_eq!(flag_duration(Duration::from_secs(secs)), text);
+        }
+    }
 
     #[test]
     fn backoff_is_full_jitter_within_the_cap() {

@@ -740,3 +740,113 @@ fn a_success_that_says_regain_access_later_holds_the_whole_run() {
     assert_eq!(log_lines(&w).len(), 1, "one request, then the run held");
     assert_eq!(recorded_ids(&w.path("rec.jsonl")).len(), 10);
 }
+
+#[test]
+fn max_retry_time_fails_a_batch_that_keeps_failing_with_the_last_error() {
+    let w = Workdir::new();
+    w.write("in.csv", &one_dataset(&valid_csv(20, "x")));
+    let emu = Emulator::start(&w, &["--fail-rate", "1", "--seed", "3"]);
+    let start = Instant::now();
+    // Far more retries than 2 s allow (backoff from 20 ms, doubling): the retry time, not the
+    // count, ends each batch.
+    let out = send(
+        &w,
+        &emu,
+        "in.csv",
+        &[
+            "--batch-size",
+            "10",
+            "--max-retries",
+            "1000",
+            "--max-retry-time",
+            "2s",
+        ],
+    );
+    let took = start.elapsed();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    let rows = report_rows(&w.read("report.csv"));
+    assert_eq!(statuses(&rows).get("failed"), Some(&20));
+    for r in &rows {
+        assert!(
+            r[4].starts_with("An unexpected error has occurred")
+                && r[4].ends_with(": the retry time ran out, `--max-retry-time 2s`)"),
+            "{}",
+            &r[4]
+        );
+        let attempts: u32 = r[11].parse().unwrap();
+        assert!((2..100).contains(&attempts), "{attempts} attempts");
+        assert!(&r[12] == "500" || &r[12] == "503", "{r:?}");
+    }
+}
+
+#[test]
+fn max_retry_time_takes_a_duration() {
+    let w = Workdir::new();
+    w.write("in.csv", &valid_csv(1, "d"));
+    let emu = Emulator::start(&w, &[]);
+    let out = send(&w, &emu, "in.csv", &["--max-retry-time", "1w"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown unit `w` in `1w`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_throttle_longer_than_max_retry_time_is_not_waited_for() {
+    let w = Workdir::new();
+    w.write("in.csv", &one_dataset(&valid_csv(30, "y")));
+    let emu = Emulator::start(
+        &w,
+        &[
+            "--log-requests",
+            "requests.jsonl",
+            "--throttle-rate",
+            "1",
+            "--throttle-http",
+            "429",
+            "--retry-after",
+            "5",
+        ],
+    );
+    let start = Instant::now();
+    let out = send(
+        &w,
+        &emu,
+        "in.csv",
+        &[
+            "--batch-size",
+            "10",
+            "--concurrency",
+            "1",
+            "--max-retry-time",
+            "2s",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(4), "no 5 s wait");
+    assert_eq!(log_lines(&w).len(), 1, "the throttle held every batch");
+    let rows = report_rows(&w.read("report.csv"));
+    assert_eq!(
+        ids_with_status(&rows, "failed").len(),
+        10,
+        "{}",
+        w.read("report.csv")
+    );
+    for r in &rows {
+        if &r[3] == "failed" {
+            assert_eq!(
+                &r[4],
+                "(#4) Application request limit reached (gave up after 1 attempt: the retry time ran out, `--max-retry-time 2s`)"
+            );
+        } else {
+            assert_eq!(&r[3], "not_attempted");
+            assert_eq!(
+                &r[4],
+                "not sent: Meta's throttling holds the run longer than `--max-retry-time 2s`; rerun later"
+            );
+        }
+    }
+}
