@@ -371,7 +371,7 @@ impl Shared {
             if let Some(until) = self.pause_until() {
                 let wait = until.saturating_duration_since(Instant::now());
                 if wait > MAX_WAIT {
-                    return Err(TooLong::MetaAsked);
+                    return Err(TooLong::MetaAsked(wait));
                 }
                 if deadline.is_some_and(|d| until > d) {
                     return Err(TooLong::OutOfTime);
@@ -432,8 +432,8 @@ enum Ended {
 /// Why a wait before the next attempt was not started.
 #[derive(Clone, Copy, Debug)]
 enum TooLong {
-    /// Meta asked for a wait longer than [`MAX_WAIT`].
-    MetaAsked,
+    /// Meta asked for a wait longer than [`MAX_WAIT`] (this long).
+    MetaAsked(Duration),
     /// It would end after the batch's `--max-retry-time` is over.
     OutOfTime,
 }
@@ -441,6 +441,16 @@ enum TooLong {
 /// Does a wait of `wait` from now end by `deadline`?
 fn fits(deadline: Option<Instant>, wait: Duration) -> bool {
     deadline.is_none_or(|d| Instant::now().checked_add(wait).is_some_and(|end| end <= d))
+}
+
+/// Why a wait Meta asked for was not waited out, e.g. `Meta asked to wait 20 min, longer than
+/// msgcapi waits (15 min); rerun later`.
+fn meta_asked(wait: Duration) -> String {
+    format!(
+        "Meta asked to wait {} min, longer than msgcapi waits ({} min); rerun later",
+        wait.as_secs().div_ceil(60),
+        MAX_WAIT.as_secs() / 60
+    )
 }
 
 /// `1 attempt`, `3 attempts`.
@@ -551,18 +561,20 @@ fn deliver<'a>(
                             "not sent: Meta's throttling holds the run longer than `--max-retry-time {budget}`; rerun later"
                         )),
                     ),
-                    (Some(error), TooLong::MetaAsked) => {
+                    (Some(error), TooLong::MetaAsked(wait)) => {
                         let m = format!(
-                            "{} (gave up after {}: the run stopped)",
+                            "{} (gave up after {}: {})",
                             error.message,
-                            attempts_text(tries)
+                            attempts_text(tries),
+                            meta_asked(wait)
                         );
                         all(Delivery::Failed, Some(&error), Some(m))
                     }
-                    (None, TooLong::MetaAsked) => all(
+                    // The run goes on: a later batch is sent once Meta's wait is over.
+                    (None, TooLong::MetaAsked(wait)) => all(
                         Delivery::NotAttempted,
                         None,
-                        Some("not sent: the run stopped".into()),
+                        Some(format!("not sent: {}", meta_asked(wait))),
                     ),
                 }
             }
@@ -615,7 +627,7 @@ async fn send_with_retries(
                 }
                 let wait = after.unwrap_or_else(|| backoff(cfg.backoff_base, attempt, &mut rng));
                 let why = if wait > MAX_WAIT {
-                    TooLong::MetaAsked
+                    TooLong::MetaAsked(wait)
                 } else if !fits(deadline, wait) {
                     TooLong::OutOfTime
                 } else {
@@ -738,6 +750,12 @@ mod tests {
         assert!(fits(Some(soon), Duration::from_secs(30)));
         assert!(!fits(Some(soon), Duration::from_secs(90)));
         assert!(!fits(Some(Instant::now()), Duration::from_millis(5)));
+        assert_eq!(
+            meta_asked(Duration::from_secs(15 * 60 + 1)),
+            "Meta asked to wait 16 min, longer than msgcapi waits (15 min); rerun later"
+        );
+        assert_eq!(attempts_text(1), "1 attempt");
+        assert_eq!(attempts_text(3), "3 attempts");
         for (secs, text) in [
             (0, "0s"),
             (2, "2s"),

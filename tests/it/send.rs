@@ -739,6 +739,12 @@ fn a_success_that_says_regain_access_later_holds_the_whole_run() {
     );
     assert_eq!(log_lines(&w).len(), 1, "one request, then the run held");
     assert_eq!(recorded_ids(&w.path("rec.jsonl")).len(), 10);
+    for r in rows.iter().filter(|r| &r[3] == "not_attempted") {
+        assert_eq!(
+            &r[4],
+            "not sent: Meta asked to wait 20 min, longer than msgcapi waits (15 min); rerun later"
+        );
+    }
 }
 
 #[test]
@@ -848,5 +854,52 @@ fn a_throttle_longer_than_max_retry_time_is_not_waited_for() {
                 "not sent: Meta's throttling holds the run longer than `--max-retry-time 2s`; rerun later"
             );
         }
+    }
+}
+
+#[test]
+fn a_throttle_asking_for_more_than_15_minutes_says_so_and_exits_1() {
+    let w = Workdir::new();
+    w.write("in.csv", &one_dataset(&valid_csv(30, "z")));
+    let emu = Emulator::start(
+        &w,
+        &[
+            "--log-requests",
+            "requests.jsonl",
+            "--throttle-rate",
+            "1",
+            "--throttle-http",
+            "400",
+            "--retry-after",
+            "1200",
+        ],
+    );
+    let start = Instant::now();
+    let out = send(
+        &w,
+        &emu,
+        "in.csv",
+        &["--batch-size", "10", "--concurrency", "1"],
+    );
+    // Not an abort (exit 3): the rows need a rerun later, as the report says.
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(log_lines(&w).len(), 1);
+    let rows = report_rows(&w.read("report.csv"));
+    let s = statuses(&rows);
+    assert_eq!(
+        (s.get("failed"), s.get("not_attempted")),
+        (Some(&10), Some(&20)),
+        "{s:?}"
+    );
+    let wants = "Meta asked to wait 20 min, longer than msgcapi waits (15 min); rerun later";
+    for r in &rows {
+        let want = match &r[3] {
+            "failed" => {
+                format!("(#4) Application request limit reached (gave up after 1 attempt: {wants})")
+            }
+            _ => format!("not sent: {wants}"),
+        };
+        assert_eq!(&r[4], want);
     }
 }
