@@ -98,6 +98,9 @@ struct Shared {
     pause: Mutex<Option<Instant>>,
     /// No new attempts (Ctrl-C, --max-errors, fatal).
     stopped: AtomicBool,
+    /// Turns true with `stopped`: wakes every task waiting out a backoff or a pause, since no
+    /// attempt follows anyway (else Ctrl-C would wait up to 15 min for a throttle to end).
+    halted: watch::Sender<bool>,
     fatal_sent: AtomicBool,
     /// Fires when the grace period after a stop is over: in-flight requests are abandoned.
     abandon: watch::Receiver<bool>,
@@ -162,6 +165,7 @@ impl Sender {
             limiter,
             pause: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            halted: watch::Sender::new(false),
             fatal_sent: AtomicBool::new(false),
             abandon,
             out,
@@ -277,6 +281,7 @@ impl Sender {
         if self.shared.stopped.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.shared.halted.send_replace(true);
         let tx = self.abandon_tx.clone();
         self.rt.spawn(async move {
             tokio::time::sleep(grace).await;
@@ -337,6 +342,7 @@ impl Shared {
 
     fn fatal(&self, kind: FatalKind, error: &GraphError) {
         self.stopped.store(true, Ordering::SeqCst);
+        self.halted.send_replace(true);
         if !self.fatal_sent.swap(true, Ordering::SeqCst) {
             let _ = self.out.send(SinkMessage::Fatal {
                 kind,
@@ -363,11 +369,23 @@ impl Shared {
             .filter(|t| *t > Instant::now())
     }
 
+    /// Sleeps until `until`, or less if the run stops meanwhile.
+    async fn sleep_until(&self, until: Instant) {
+        let mut halted = self.halted.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep_until(until.into()) => {}
+            _ = halted.wait_for(|h| *h) => {}
+        }
+    }
+
     /// Waits out the run-wide pause, then this dataset's rate limiter; again if a pause began
     /// meanwhile. Does not start waiting out a pause longer than [`MAX_WAIT`] or one that would
-    /// end after `deadline`.
+    /// end after `deadline`. Returns at once when the run stops (the caller checks `stopped`).
     async fn wait_turn(&self, dataset: &str, deadline: Option<Instant>) -> Result<(), TooLong> {
         loop {
+            if self.stopped.load(Ordering::SeqCst) {
+                return Ok(());
+            }
             if let Some(until) = self.pause_until() {
                 let wait = until.saturating_duration_since(Instant::now());
                 if wait > MAX_WAIT {
@@ -376,7 +394,8 @@ impl Shared {
                 if deadline.is_some_and(|d| until > d) {
                     return Err(TooLong::OutOfTime);
                 }
-                tokio::time::sleep_until(until.into()).await;
+                self.sleep_until(until).await;
+                continue;
             }
             if let Some(l) = &self.limiter {
                 l.until_key_ready(&dataset.to_string()).await;
@@ -632,7 +651,7 @@ async fn send_with_retries(
                     TooLong::OutOfTime
                 } else {
                     last = Some(error);
-                    tokio::time::sleep(wait).await;
+                    sh.sleep_until(Instant::now() + wait).await;
                     continue;
                 };
                 let last = Some(error);

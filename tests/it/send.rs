@@ -903,3 +903,49 @@ fn a_throttle_asking_for_more_than_15_minutes_says_so_and_exits_1() {
         assert_eq!(&r[4], want);
     }
 }
+
+#[test]
+fn sigint_during_a_throttle_pause_exits_at_once() {
+    let w = Workdir::new();
+    w.write("in.csv", &one_dataset(&valid_csv(40, "q")));
+    // Every answer is a throttle asking for 60 s: the run is waiting when Ctrl-C comes.
+    let emu = Emulator::start(&w, &["--throttle-rate", "1", "--retry-after", "60"]);
+    let m = w.copy("mappings/mixed.yaml");
+    let child = w
+        .cmd(&[
+            "send",
+            "--mapping",
+            m.to_str().unwrap(),
+            "--now",
+            NOW,
+            "--endpoint",
+            &emu.url,
+            "--report",
+            "report.csv",
+            "--batch-size",
+            "10",
+            "in.csv",
+        ])
+        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let signalled = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    // Nothing is in flight, so neither the 60 s pause nor the 10 s grace is waited out.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "exit took {:?} after SIGINT",
+        signalled.elapsed()
+    );
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    let rows = report_rows(&w.read("report.csv"));
+    assert_eq!(statuses(&rows).get("not_attempted"), Some(&40));
+}
