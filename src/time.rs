@@ -26,8 +26,14 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         "d" => 86400,
         _ => return Err(format!("unknown unit `{unit}` in `{s}`; use s, m, h or d")),
     };
-    Ok(n * mult)
+    // Bounded so that arithmetic on times and durations can never overflow.
+    n.checked_mul(mult)
+        .filter(|secs| *secs <= MAX_DURATION_SECS)
+        .ok_or_else(|| format!("`{s}` is longer than a duration msgcapi takes (at most 3650d)"))
 }
+
+/// Ten years: far beyond any window or wait that makes sense here.
+const MAX_DURATION_SECS: i64 = 3650 * 86_400;
 
 /// A run id: UTC start time and process id, e.g. `20261124T201500Z-4242`.
 pub fn run_id() -> String {
@@ -51,5 +57,9 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(0));
         assert_eq!(parse_duration("2d"), Ok(172_800));
         assert!(parse_duration("1w").is_err());
+        assert_eq!(parse_duration("3650d"), Ok(315_360_000));
+        for huge in ["3651d", "9223372036854775807d", "99999999999999999999"] {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
     }
 }
