@@ -153,6 +153,32 @@ fn best_of_three(mut one: impl FnMut(usize) -> Run) -> Run {
     best
 }
 
+/// Best of three `validate` runs of `input` (`bytes` long), printed as one line.
+fn validate_bench(mapping: &str, input: &Path, bytes: u64, dir: &Path, note: &str) {
+    let r = best_of_three(|_| {
+        run(
+            &[
+                "validate",
+                "--mapping",
+                mapping,
+                "--now",
+                NOW,
+                input.to_str().unwrap_or_default(),
+            ],
+            &[],
+            dir,
+        )
+    });
+    println!(
+        "validate  {:>10} rows  {:>6.1} MB  {:>6.2} s  {:>10.0} rows/s  peak RSS {:>6.1} MB{note}",
+        r.rows,
+        bytes as f64 / 1e6,
+        r.secs,
+        r.rows as f64 / r.secs,
+        r.peak_rss_mb
+    );
+}
+
 fn run(args: &[&str], envs: &[(&str, &str)], dir: &Path) -> Run {
     let summary = dir.join("summary.json");
     let mut c = Command::new(bin());
@@ -245,28 +271,7 @@ fn main() {
         let csv = d.join(name);
         let bytes = generate(&csv, rows).expect("generate input");
         settle_disk();
-        let r = best_of_three(|_| {
-            run(
-                &[
-                    "validate",
-                    "--mapping",
-                    mapping,
-                    "--now",
-                    NOW,
-                    csv.to_str().unwrap_or_default(),
-                ],
-                &[],
-                d,
-            )
-        });
-        println!(
-            "validate  {:>10} rows  {:>6.1} MB  {:>6.2} s  {:>10.0} rows/s  peak RSS {:>6.1} MB",
-            r.rows,
-            bytes as f64 / 1e6,
-            r.secs,
-            r.rows as f64 / r.secs,
-            r.peak_rss_mb
-        );
+        validate_bench(mapping, &csv, bytes, d, "");
         let _ = std::fs::remove_file(csv);
     }
 
@@ -279,28 +284,7 @@ fn main() {
         let bytes = to_parquet(&csv, &pq).expect("write parquet");
         let _ = std::fs::remove_file(csv);
         settle_disk();
-        let r = best_of_three(|_| {
-            run(
-                &[
-                    "validate",
-                    "--mapping",
-                    mapping,
-                    "--now",
-                    NOW,
-                    pq.to_str().unwrap_or_default(),
-                ],
-                &[],
-                d,
-            )
-        });
-        println!(
-            "validate  {:>10} rows  {:>6.1} MB  {:>6.2} s  {:>10.0} rows/s  peak RSS {:>6.1} MB  (Parquet)",
-            r.rows,
-            bytes as f64 / 1e6,
-            r.secs,
-            r.rows as f64 / r.secs,
-            r.peak_rss_mb
-        );
+        validate_bench(mapping, &pq, bytes, d, "  (Parquet)");
         let _ = std::fs::remove_file(pq);
     }
 

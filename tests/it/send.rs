@@ -374,11 +374,7 @@ fn sigint_mid_run_writes_the_full_report_and_exits_130() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let st = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    sigint(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 130, "{}", stderr(&out));
     let rows = report_rows(&w.read("report.csv"));
@@ -800,39 +796,42 @@ fn max_retry_time_takes_a_duration() {
     );
 }
 
-#[test]
-fn a_throttle_longer_than_max_retry_time_is_not_waited_for() {
-    let w = Workdir::new();
+/// 30 rows of one dataset, 10 per batch, one batch at a time, against an emulator that
+/// throttles every request with HTTP `http` and `Retry-After: retry_after`. Returns the run's
+/// output and how long it took.
+fn send_always_throttled(
+    w: &Workdir,
+    http: &str,
+    retry_after: &str,
+    extra: &[&str],
+) -> (std::process::Output, Duration) {
     w.write("in.csv", &one_dataset(&valid_csv(30, "y")));
     let emu = Emulator::start(
-        &w,
+        w,
         &[
             "--log-requests",
             "requests.jsonl",
             "--throttle-rate",
             "1",
             "--throttle-http",
-            "429",
+            http,
             "--retry-after",
-            "5",
+            retry_after,
         ],
     );
     let start = Instant::now();
-    let out = send(
-        &w,
-        &emu,
-        "in.csv",
-        &[
-            "--batch-size",
-            "10",
-            "--concurrency",
-            "1",
-            "--max-retry-time",
-            "2s",
-        ],
-    );
+    let mut args = vec!["--batch-size", "10", "--concurrency", "1"];
+    args.extend_from_slice(extra);
+    let out = send(w, &emu, "in.csv", &args);
+    (out, start.elapsed())
+}
+
+#[test]
+fn a_throttle_longer_than_max_retry_time_is_not_waited_for() {
+    let w = Workdir::new();
+    let (out, took) = send_always_throttled(&w, "429", "5", &["--max-retry-time", "2s"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(start.elapsed() < Duration::from_secs(4), "no 5 s wait");
+    assert!(took < Duration::from_secs(4), "no 5 s wait");
     assert_eq!(log_lines(&w).len(), 1, "the throttle held every batch");
     let rows = report_rows(&w.read("report.csv"));
     assert_eq!(
@@ -860,30 +859,10 @@ fn a_throttle_longer_than_max_retry_time_is_not_waited_for() {
 #[test]
 fn a_throttle_asking_for_more_than_15_minutes_says_so_and_exits_1() {
     let w = Workdir::new();
-    w.write("in.csv", &one_dataset(&valid_csv(30, "z")));
-    let emu = Emulator::start(
-        &w,
-        &[
-            "--log-requests",
-            "requests.jsonl",
-            "--throttle-rate",
-            "1",
-            "--throttle-http",
-            "400",
-            "--retry-after",
-            "1200",
-        ],
-    );
-    let start = Instant::now();
-    let out = send(
-        &w,
-        &emu,
-        "in.csv",
-        &["--batch-size", "10", "--concurrency", "1"],
-    );
+    let (out, took) = send_always_throttled(&w, "400", "1200", &[]);
     // Not an abort (exit 3): the rows need a rerun later, as the report says.
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(took < Duration::from_secs(10));
     assert_eq!(log_lines(&w).len(), 1);
     let rows = report_rows(&w.read("report.csv"));
     let s = statuses(&rows);
@@ -932,11 +911,7 @@ fn sigint_during_a_throttle_pause_exits_at_once() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1000));
-    let st = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    sigint(&child);
     let signalled = Instant::now();
     let out = child.wait_with_output().unwrap();
     // Nothing is in flight, so neither the 60 s pause nor the 10 s grace is waited out.

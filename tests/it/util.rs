@@ -101,6 +101,15 @@ pub fn statuses(rows: &[csv::StringRecord]) -> std::collections::BTreeMap<String
     m
 }
 
+/// Sends SIGINT to a running msgcapi, as Ctrl-C would.
+pub fn sigint(child: &Child) {
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill -INT {}", child.id());
+}
+
 /// The emulator as a real child process. Killed on drop.
 pub struct Emulator {
     pub child: Child,

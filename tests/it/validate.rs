@@ -4,6 +4,23 @@ use std::io::Write;
 
 use crate::util::*;
 
+/// `validate` of mappings/mixed.yaml over stdin (`-`), reporting to `report`; stdio is the
+/// caller's to set.
+fn validate_stdin(w: &Workdir, report: &str, extra: &[&str]) -> std::process::Command {
+    let m = w.copy("mappings/mixed.yaml");
+    let mut c = w.cmd(&[
+        "validate",
+        "--mapping",
+        m.to_str().unwrap(),
+        "--now",
+        NOW,
+        "--report",
+        report,
+    ]);
+    c.args(extra).arg("-");
+    c
+}
+
 fn validate(w: &Workdir, mapping: &str, inputs: &[&str], extra: &[&str]) -> std::process::Output {
     let m = w.copy(mapping);
     // Relative to the work dir, so messages that name the mapping are stable.
@@ -259,19 +276,7 @@ fn gzip_stdin_tsv_and_custom_delimiters_read_the_same() {
     validate(&w, "mappings/mixed.yaml", &["mixed.csv.gz"], &[]);
     let from_gz = report_rows(&w.read("report.csv"));
 
-    let m = w.copy("mappings/mixed.yaml");
-    let mut child = w
-        .cmd(&[
-            "validate",
-            "--mapping",
-            m.to_str().unwrap(),
-            "--now",
-            NOW,
-            "--report",
-            "stdin.csv",
-            "--quiet",
-            "-",
-        ])
+    let mut child = validate_stdin(&w, "stdin.csv", &["--quiet"])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -519,18 +524,7 @@ fn bundled_bad_samples_fail_clearly() {
 /// A dry run over stdin, fed by the test: the header and `first` rows, then SIGINT. Its stdin
 /// stays open for the caller.
 fn interrupted_dry_run(w: &Workdir, csv: &str, first: usize) -> std::process::Child {
-    let m = w.copy("mappings/mixed.yaml");
-    let mut child = w
-        .cmd(&[
-            "validate",
-            "--mapping",
-            m.to_str().unwrap(),
-            "--now",
-            NOW,
-            "--report",
-            "report.csv",
-            "-",
-        ])
+    let mut child = validate_stdin(w, "report.csv", &[])
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -542,11 +536,7 @@ fn interrupted_dry_run(w: &Workdir, csv: &str, first: usize) -> std::process::Ch
     }
     stdin.flush().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let st = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    sigint(&child);
     std::thread::sleep(std::time::Duration::from_millis(300));
     child
 }
@@ -589,11 +579,7 @@ fn a_second_interrupt_stops_at_once() {
     let mut child = interrupted_dry_run(&w, &csv, 50);
     let _open_stdin = child.stdin.take(); // held open until the end of the test
     let start = std::time::Instant::now();
-    let st = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    sigint(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 130, "{}", stderr(&out));
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
