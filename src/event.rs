@@ -768,7 +768,7 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         let text = if let Some(kind) = f.hash {
             // Without payloads the digest is needed only when the dedup key names this field;
             // the normalization still runs, so the same values are omitted either way.
-            let checked = if rules.payloads || plan.key_names_user(*uf) {
+            let checked = if rules.payloads || f.in_key {
                 hash_pii(kind, &v).map(Cow::Owned)
             } else {
                 check_pii(kind, &v).map(|()| v)
@@ -888,7 +888,7 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
             push_err(&mut errs, e);
             continue;
         }
-        if plan.key_names_custom(&f.name) {
+        if f.in_key {
             key_vals.push((f.name.as_str(), v.clone()));
         }
         match f.name.as_str() {

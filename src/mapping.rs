@@ -268,6 +268,8 @@ pub struct Field {
     pub hash: Option<PiiKind>,
     /// `ph` only: country calling code put in front of numbers written without `+` or `00`.
     pub country_code: Option<u16>,
+    /// The dedup key reads this `user_data`/`custom_data` field.
+    pub in_key: bool,
 }
 
 /// How `event_time` text is parsed.
@@ -396,6 +398,7 @@ impl Compiler<'_> {
                     ty: default_ty,
                     hash: None,
                     country_code: None,
+                    in_key: false,
                 });
             }
             raw::Value::Spec(s) => s,
@@ -512,6 +515,7 @@ impl Compiler<'_> {
             ty,
             hash: None,
             country_code: None,
+            in_key: false,
         })
     }
 
@@ -535,18 +539,6 @@ fn location_of_error(e: &serde_saphyr::Error) -> (u64, u64) {
 }
 
 impl Plan {
-    /// Whether the dedup key includes this user_data field.
-    pub fn key_names_user(&self, u: UserField) -> bool {
-        self.dedup_key.contains(&KeyPart::User(u))
-    }
-
-    /// Whether the dedup key includes this custom_data field.
-    pub fn key_names_custom(&self, name: &str) -> bool {
-        self.dedup_key
-            .iter()
-            .any(|p| matches!(p, KeyPart::Custom(n) if n == name))
-    }
-
     /// Reads and compiles a mapping file. Environment variables are read through `env`.
     pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, MappingError> {
         let text = std::fs::read_to_string(path).map_err(|e| MappingError {
@@ -923,6 +915,13 @@ impl Plan {
                 parts
             }
         };
+
+        for (u, f) in &mut user_data {
+            f.in_key = dedup_key.contains(&KeyPart::User(*u));
+        }
+        for f in &mut custom_data {
+            f.in_key = dedup_key.contains(&KeyPart::Custom(f.name.clone()));
+        }
 
         Ok(Plan {
             file: path.to_path_buf(),
