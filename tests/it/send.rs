@@ -8,6 +8,11 @@ use crate::util::*;
 
 /// Runs send with TOKEN in the environment.
 fn send(w: &Workdir, emu: &Emulator, input: &str, extra: &[&str]) -> std::process::Output {
+    send_cmd(w, emu, input, extra).output().expect("run send")
+}
+
+/// The `send` command of [`send`], for tests that start it and signal it.
+fn send_cmd(w: &Workdir, emu: &Emulator, input: &str, extra: &[&str]) -> std::process::Command {
     let m = w.copy("mappings/mixed.yaml");
     let mut args = vec![
         "send",
@@ -26,11 +31,10 @@ fn send(w: &Workdir, emu: &Emulator, input: &str, extra: &[&str]) -> std::proces
     ];
     args.extend_from_slice(extra);
     args.push(input);
-    w.cmd(&args)
-        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run send")
+    let mut c = w.cmd(&args);
+    c.env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null());
+    c
 }
 
 fn log_lines(w: &Workdir) -> Vec<serde_json::Value> {
@@ -350,29 +354,15 @@ fn sigint_mid_run_writes_the_full_report_and_exits_130() {
     let w = Workdir::new();
     w.write("in.csv", &valid_csv(1500, "s"));
     let emu = Emulator::start(&w, &["--record", "rec.jsonl", "--latency-ms", "300"]);
-    let m = w.copy("mappings/mixed.yaml");
-    let child = w
-        .cmd(&[
-            "send",
-            "--mapping",
-            m.to_str().unwrap(),
-            "--now",
-            NOW,
-            "--endpoint",
-            &emu.url,
-            "--report",
-            "report.csv",
-            "--batch-size",
-            "25",
-            "--concurrency",
-            "2",
-            "in.csv",
-        ])
-        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = send_cmd(
+        &w,
+        &emu,
+        "in.csv",
+        &["--batch-size", "25", "--concurrency", "2"],
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     sigint(&child);
     let out = child.wait_with_output().unwrap();
@@ -889,24 +879,7 @@ fn sigint_during_a_throttle_pause_exits_at_once() {
     w.write("in.csv", &one_dataset(&valid_csv(40, "q")));
     // Every answer is a throttle asking for 60 s: the run is waiting when Ctrl-C comes.
     let emu = Emulator::start(&w, &["--throttle-rate", "1", "--retry-after", "60"]);
-    let m = w.copy("mappings/mixed.yaml");
-    let child = w
-        .cmd(&[
-            "send",
-            "--mapping",
-            m.to_str().unwrap(),
-            "--now",
-            NOW,
-            "--endpoint",
-            &emu.url,
-            "--report",
-            "report.csv",
-            "--batch-size",
-            "10",
-            "in.csv",
-        ])
-        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
-        .stdin(std::process::Stdio::null())
+    let child = send_cmd(&w, &emu, "in.csv", &["--batch-size", "10"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
