@@ -1038,7 +1038,7 @@ pub fn run_state(args: StateArgs) -> anyhow::Result<u8> {
             let margin = crate::time::parse_duration(&margin)
                 .map_err(|e| usage(format!("`--margin`: {e}")))?;
             let n = Ledger::open(&state, Mode::ReadWrite)?
-                .prune(now, crate::event::MAX_AGE_SECS + margin)?;
+                .prune(now, crate::capi::MAX_AGE_SECS + margin)?;
             println!("pruned {n} entries");
             Ok(crate::exit::OK)
         }

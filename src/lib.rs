@@ -9,10 +9,12 @@
 // Tests may unwrap; the library may not (`clippy::unwrap_used` in Cargo.toml).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod capi;
 pub mod cli;
 pub mod dedup;
 pub mod emulator;
 pub mod event;
+pub mod json;
 pub mod ledger;
 pub mod mapping;
 pub mod pipeline;
@@ -157,7 +159,7 @@ fn run_pipeline_with(
     };
     let margin = time::parse_duration(&args.expiry_margin)
         .map_err(|e| UsageError(format!("`--expiry-margin`: {e}")))?;
-    if margin >= event::MAX_AGE_SECS {
+    if margin >= capi::MAX_AGE_SECS {
         bail!(UsageError(format!(
             "`--expiry-margin` must be under 7 days; got `{}`",
             args.expiry_margin

@@ -228,7 +228,7 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
                                 .is_some_and(|f| f.load(Ordering::Relaxed))
                             {
                                 mapped.clear();
-                                mapped.resize_with(chunk.len(), Mapped::unchecked);
+                                mapped.resize_with(chunk.len(), || Mapped::unreadable(""));
                             } else {
                                 map_chunk(&plan, &rules, &chunk, &mut mapped);
                             }
@@ -327,7 +327,7 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
             run.aborted
                 .get_or_insert(format!("cannot write the state file: {e}"));
         }
-        let _ = l.prune(cfg.rules.now, event::MAX_AGE_SECS + 24 * 3600);
+        let _ = l.prune(cfg.rules.now, crate::capi::LEDGER_WINDOW_SECS);
     }
 
     let stop = run.stop.clone();
@@ -447,17 +447,8 @@ fn base_row(file: u32, meta: &source::RowMeta, m: Mapped, status: Status) -> Rep
         line: meta.line,
         status,
         reason: m.reason,
-        dataset_id: m.dataset_id,
-        channel: m.channel,
-        event_name: m.event_name,
-        event_id: m.event_id,
-        event_time: m.event_time,
-        batch: None,
-        attempts: None,
-        http_status: None,
-        error_code: None,
-        error_subcode: None,
-        fbtrace_id: None,
+        identity: m.identity,
+        answer: Default::default(),
     }
 }
 
@@ -513,7 +504,7 @@ impl Run<'_> {
             let o = first + i as u64;
             let meta = &chunk.rows[i];
             if unchecked {
-                let mut row = base_row(file, meta, Mapped::unchecked(), Status::NotAttempted);
+                let mut row = base_row(file, meta, Mapped::unreadable(""), Status::NotAttempted);
                 row.reason = "not validated: the run was interrupted (SIGINT/SIGTERM)".into();
                 self.push_done(row);
                 continue;
@@ -547,7 +538,7 @@ impl Run<'_> {
                             "Meta acknowledged this event in run {} (fbtrace_id {})",
                             entry.run_id, entry.fbtrace_id
                         );
-                        row.fbtrace_id =
+                        row.answer.fbtrace_id =
                             (!entry.fbtrace_id.is_empty()).then(|| entry.fbtrace_id.clone());
                         self.push_done(row);
                         continue;
@@ -585,7 +576,7 @@ impl Run<'_> {
                 });
                 continue;
             };
-            let dataset = row.dataset_id.clone();
+            let dataset = row.identity.dataset_id.clone();
             self.buf.push_back(Slot {
                 row,
                 done: false,
@@ -642,7 +633,7 @@ impl Run<'_> {
         if self.sender.is_none() {
             for ev in &batch.events {
                 if let Some(s) = self.slot(ev.ordinal) {
-                    s.row.batch = Some(batch.id);
+                    s.row.answer.batch = Some(batch.id);
                     s.done = true;
                 }
             }
@@ -679,9 +670,9 @@ impl Run<'_> {
                     let s = buf.get(usize::try_from(ev.ordinal.checked_sub(base)?).ok()?)?;
                     Some(NewKey {
                         key: s.key?,
-                        dataset_id: &s.row.dataset_id,
-                        event_id: &s.row.event_id,
-                        event_time: s.row.event_time.unwrap_or(0),
+                        dataset_id: &s.row.identity.dataset_id,
+                        event_id: &s.row.identity.event_id,
+                        event_time: s.row.identity.event_time.unwrap_or(0),
                     })
                 })
                 .collect();
@@ -768,12 +759,12 @@ impl Run<'_> {
             let Some(s) = self.slot(o.ordinal) else {
                 continue;
             };
-            s.row.batch = Some(o.batch);
-            s.row.attempts = Some(o.attempts);
-            s.row.http_status = o.http_status;
-            s.row.error_code = o.error_code;
-            s.row.error_subcode = o.error_subcode;
-            s.row.fbtrace_id = o.fbtrace_id.clone();
+            s.row.answer.batch = Some(o.batch);
+            s.row.answer.attempts = Some(o.attempts);
+            s.row.answer.http_status = o.http_status;
+            s.row.answer.error_code = o.error_code;
+            s.row.answer.error_subcode = o.error_subcode;
+            s.row.answer.fbtrace_id = o.fbtrace_id.clone();
             s.done = true;
             let mut error = false;
             match o.delivery {

@@ -4,11 +4,13 @@
 //! The report holds no PII beyond the ids Meta needs: never a raw email or phone (hashed or not).
 //! Report files are created with mode 0600.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+
+use crate::event::Identity;
+use crate::sink::Answer;
 
 /// The final status of a row. Exactly one per input row (the product's core invariant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -68,17 +70,8 @@ pub struct ReportRow {
     pub line: u64,
     pub status: Status,
     pub reason: String,
-    pub dataset_id: String,
-    pub channel: Cow<'static, str>,
-    pub event_name: Cow<'static, str>,
-    pub event_id: String,
-    pub event_time: Option<i64>,
-    pub batch: Option<u64>,
-    pub attempts: Option<u32>,
-    pub http_status: Option<u16>,
-    pub error_code: Option<i64>,
-    pub error_subcode: Option<i64>,
-    pub fbtrace_id: Option<String>,
+    pub identity: Identity,
+    pub answer: Answer,
 }
 
 pub const COLUMNS: [&str; 16] = [
@@ -178,22 +171,23 @@ impl ReportWriter {
                 }
                 let _ = write!(s[0], "{}", r.row);
                 let _ = write!(s[1], "{}", r.line);
-                if let Some(v) = r.event_time {
+                let (id, a) = (&r.identity, &r.answer);
+                if let Some(v) = id.event_time {
                     let _ = write!(s[2], "{v}");
                 }
-                if let Some(v) = r.batch {
+                if let Some(v) = a.batch {
                     let _ = write!(s[3], "{v}");
                 }
-                if let Some(v) = r.attempts {
+                if let Some(v) = a.attempts {
                     let _ = write!(s[4], "{v}");
                 }
-                if let Some(v) = r.http_status {
+                if let Some(v) = a.http_status {
                     let _ = write!(s[5], "{v}");
                 }
-                if let Some(v) = r.error_code {
+                if let Some(v) = a.error_code {
                     let _ = write!(s[6], "{v}");
                 }
-                if let Some(v) = r.error_subcode {
+                if let Some(v) = a.error_subcode {
                     let _ = write!(s[7], "{v}");
                 }
                 w.write_record([
@@ -202,27 +196,28 @@ impl ReportWriter {
                     &s[1],
                     r.status.as_str(),
                     &r.reason,
-                    &r.dataset_id,
-                    &r.channel,
-                    &r.event_name,
-                    &r.event_id,
+                    &id.dataset_id,
+                    &id.channel,
+                    &id.event_name,
+                    &id.event_id,
                     &s[2],
                     &s[3],
                     &s[4],
                     &s[5],
                     &s[6],
                     &s[7],
-                    r.fbtrace_id.as_deref().unwrap_or(""),
+                    a.fbtrace_id.as_deref().unwrap_or(""),
                 ])
                 .map_err(io::Error::other)
             }
             Out::Jsonl(w) => {
+                let (id, a) = (&r.identity, &r.answer);
                 let j = serde_json::json!({
                     "file": file, "row": r.row, "line": r.line, "status": r.status.as_str(),
-                    "reason": r.reason, "dataset_id": r.dataset_id, "channel": r.channel,
-                    "event_name": r.event_name, "event_id": r.event_id, "event_time": r.event_time,
-                    "batch": r.batch, "attempts": r.attempts, "http_status": r.http_status,
-                    "error_code": r.error_code, "error_subcode": r.error_subcode, "fbtrace_id": r.fbtrace_id,
+                    "reason": r.reason, "dataset_id": id.dataset_id, "channel": id.channel,
+                    "event_name": id.event_name, "event_id": id.event_id, "event_time": id.event_time,
+                    "batch": a.batch, "attempts": a.attempts, "http_status": a.http_status,
+                    "error_code": a.error_code, "error_subcode": a.error_subcode, "fbtrace_id": a.fbtrace_id,
                 });
                 serde_json::to_writer(&mut *w, &j).map_err(io::Error::other)?;
                 w.write_all(b"\n")
@@ -274,8 +269,8 @@ impl Summary {
         self.rows += 1;
         let s = r.status.as_str();
         *self.by_status.entry(s).or_default() += 1;
-        bump(&mut self.by_channel, &r.channel, s);
-        bump(&mut self.by_event_name, &r.event_name, s);
+        bump(&mut self.by_channel, &r.identity.channel, s);
+        bump(&mut self.by_event_name, &r.identity.event_name, s);
     }
 
     pub fn get(&self, s: Status) -> u64 {
@@ -307,17 +302,21 @@ mod tests {
             line: 2,
             status,
             reason: "a, \"quoted\"\nreason".into(),
-            dataset_id: "123".into(),
-            channel: "whatsapp".into(),
-            event_name: "Purchase".into(),
-            event_id: "e1".into(),
-            event_time: Some(1_763_640_000),
-            batch: Some(3),
-            attempts: Some(2),
-            http_status: Some(200),
-            error_code: None,
-            error_subcode: None,
-            fbtrace_id: Some("AbC".into()),
+            identity: Identity {
+                dataset_id: "123".into(),
+                channel: "whatsapp".into(),
+                event_name: "Purchase".into(),
+                event_id: "e1".into(),
+                event_time: Some(1_763_640_000),
+            },
+            answer: Answer {
+                batch: Some(3),
+                attempts: Some(2),
+                http_status: Some(200),
+                error_code: None,
+                error_subcode: None,
+                fbtrace_id: Some("AbC".into()),
+            },
         }
     }
 
@@ -368,7 +367,7 @@ mod tests {
         let mut s = Summary::default();
         for i in 0..MAX_SUMMARY_KEYS + 50 {
             let mut r = row(Status::Invalid);
-            r.event_name = format!("junk{i}").into();
+            r.identity.event_name = format!("junk{i}").into();
             s.count(&r);
             s.count(&r);
         }

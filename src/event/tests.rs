@@ -2,7 +2,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::*;
+use crate::capi::{PiiKind, is_currency};
 use crate::mapping::tests_support::ISSUE_EXAMPLE;
+use crate::mapping::{Plan, TimeFormat};
 
 /// 2026-11-20T12:00:00Z
 const NOW: i64 = 1_795_176_000;
@@ -528,14 +530,6 @@ fn dedup_keys_stay_what_earlier_ledgers_stored() {
         map_with(&plan(&every_part), &validate_only, &wa_purchase()).key,
         Some(335033061764426341212757376865255379005)
     );
-}
-
-#[test]
-fn decimal_writes_what_to_string_writes() {
-    let mut buf = [0u8; 20];
-    for n in [0, 7, -7, 10, 1_795_176_000, -86_400, i64::MAX, i64::MIN] {
-        assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes(), "{n}");
-    }
 }
 
 /// The `user_data` of a row mapped with `mapping`.

@@ -227,7 +227,11 @@ fn ldu_country_needs_state() {
     );
     assert_eq!(
         compile(&text).unwrap().data_processing_options,
-        Some((vec!["LDU".to_string()], Some(1), Some(1000)))
+        Some(Ldu {
+            options: vec!["LDU".to_string()],
+            country: Some(1),
+            state: Some(1000)
+        })
     );
     let ldu = |rest: &str| format!("{ISSUE_EXAMPLE}data_processing_options: [LDU]\n{rest}");
     let e = err(&ldu("data_processing_options_state: 1000\n"));

@@ -107,13 +107,6 @@ impl Batcher {
     }
 }
 
-fn push_json_str(out: &mut String, s: &str) {
-    match serde_json::to_string(s) {
-        Ok(q) => out.push_str(&q),
-        Err(_) => out.push_str("\"\""),
-    }
-}
-
 /// The exact request body. `auth: None` gives the token-less body of `--emit-payloads`.
 pub fn request_body(
     batch: &Batch,
@@ -143,18 +136,18 @@ pub fn request_body_for(
     s.push(']');
     if let Some(p) = partner_agent {
         s.push_str(",\"partner_agent\":");
-        push_json_str(&mut s, p);
+        crate::json::push_str(&mut s, p);
     }
     if let Some(t) = test_event_code {
         s.push_str(",\"test_event_code\":");
-        push_json_str(&mut s, t);
+        crate::json::push_str(&mut s, t);
     }
     if let Some(a) = auth {
         s.push_str(",\"access_token\":");
-        push_json_str(&mut s, a.token.expose());
+        crate::json::push_str(&mut s, a.token.expose());
         if let Some(p) = &a.appsecret_proof {
             s.push_str(",\"appsecret_proof\":");
-            push_json_str(&mut s, p);
+            crate::json::push_str(&mut s, p);
         }
     }
     s.push('}');

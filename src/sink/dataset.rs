@@ -53,7 +53,7 @@ pub fn run_dataset(args: DatasetArgs) -> Result<u8> {
         (_, _, Some(i)) => (i.clone(), "instagram_account"),
         _ => unreachable!("clap requires one owner"),
     };
-    if !crate::mapping::is_graph_id(&owner) {
+    if !crate::capi::is_graph_id(&owner) {
         eprintln!(
             "error: `{owner}` is not an id; expected digits, e.g. `--page-id 109876543210987`"
         );

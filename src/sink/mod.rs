@@ -48,6 +48,19 @@ pub enum Delivery {
     NotAttempted,
 }
 
+/// What the answers to the requests that carried an event say about it: the report's columns
+/// after `event_time`. For `validate --emit-payloads`, only the batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub batch: Option<u64>,
+    /// HTTP requests that carried the event (retries and bisection included).
+    pub attempts: Option<u32>,
+    pub http_status: Option<u16>,
+    pub error_code: Option<i64>,
+    pub error_subcode: Option<i64>,
+    pub fbtrace_id: Option<String>,
+}
+
 /// The outcome of one event, with what the report needs.
 #[derive(Clone, Debug)]
 pub struct EventOutcome {
