@@ -669,7 +669,8 @@ impl Ledger {
         Ok(())
     }
 
-    fn entry(&self, key: u128) -> Option<Entry> {
+    /// What the ledger knows of `key` (from earlier runs).
+    pub fn entry(&self, key: u128) -> Option<Entry> {
         let (rid, t) = self.index.get(&key)?;
         let r = self.records.get(rid)?;
         let (state, fbtrace, at) = match &r.settled {
@@ -793,6 +794,16 @@ impl Ledger {
             r.settled = Some(s);
         }
         Ok(())
+    }
+
+    /// Opened to write (`send`), not only to read.
+    pub fn is_writer(&self) -> bool {
+        self.db.is_some()
+    }
+
+    /// A reader that keeps its handle (and its shared lock) to read the event ids: `state export`.
+    pub fn open_for_export(path: &Path) -> Result<Ledger, LedgerError> {
+        Self::open_with(path, Mode::ReadOnly, true)
     }
 
     /// Makes every earlier commit durable.
@@ -949,114 +960,6 @@ impl Drop for Ledger {
     fn drop(&mut self) {
         if self.db.is_some() {
             let _ = self.flush();
-        }
-    }
-}
-
-/// `msgcapi state ...`
-#[derive(Debug, clap::Args)]
-pub struct StateArgs {
-    #[command(subcommand)]
-    pub cmd: StateCmd,
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum StateCmd {
-    /// Count entries per state and dataset
-    Stats {
-        #[arg(long, value_name = "FILE")]
-        state: PathBuf,
-        /// Print JSON
-        #[arg(long)]
-        json: bool,
-    },
-    /// Remove entries older than Meta's 7-day window plus a margin (never sendable again)
-    Prune {
-        #[arg(long, value_name = "FILE")]
-        state: PathBuf,
-        /// The clock: RFC 3339 or Unix seconds (default: now)
-        #[arg(long, value_name = "TIME")]
-        now: Option<String>,
-        /// Kept beyond the 7 days, e.g. `1d`, `12h`
-        #[arg(long, default_value = "1d", value_name = "DURATION")]
-        margin: String,
-    },
-    /// Export the ledger as CSV for audit (FILE, or `-` for stdout)
-    Export {
-        #[arg(long, value_name = "FILE")]
-        state: PathBuf,
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
-    },
-}
-
-pub fn run_state(args: StateArgs) -> anyhow::Result<u8> {
-    let usage = |m: String| anyhow::Error::new(crate::UsageError(m));
-    match args.cmd {
-        StateCmd::Stats { state, json } => {
-            if !state.exists() {
-                return Err(LedgerError::Missing(state).into());
-            }
-            let s = Ledger::open(&state, Mode::ReadOnly)?.stats()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                let ts = |t: Option<i64>| {
-                    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                        .map(|d| d.to_rfc3339())
-                        .unwrap_or_else(|| "-".into())
-                };
-                println!(
-                    "{}: {} entries ({} acknowledged, {} in flight), {} bytes",
-                    state.display(),
-                    s.entries,
-                    s.acknowledged,
-                    s.in_flight,
-                    s.file_bytes
-                );
-                if s.entries > 0 {
-                    println!(
-                        "events from {} to {}",
-                        ts(s.oldest_event_time),
-                        ts(s.newest_event_time)
-                    );
-                }
-                for (d, n) in &s.by_dataset {
-                    println!("  dataset {d}: {n}");
-                }
-            }
-            Ok(crate::exit::OK)
-        }
-        StateCmd::Prune { state, now, margin } => {
-            if !state.exists() {
-                return Err(LedgerError::Missing(state).into());
-            }
-            let now = match now {
-                Some(t) => crate::time::parse_now(&t).map_err(usage)?,
-                None => chrono::Utc::now().timestamp(),
-            };
-            let margin = crate::time::parse_duration(&margin)
-                .map_err(|e| usage(format!("`--margin`: {e}")))?;
-            let n = Ledger::open(&state, Mode::ReadWrite)?
-                .prune(now, crate::capi::MAX_AGE_SECS + margin)?;
-            println!("pruned {n} entries");
-            Ok(crate::exit::OK)
-        }
-        StateCmd::Export { state, file } => {
-            if !state.exists() {
-                return Err(LedgerError::Missing(state).into());
-            }
-            let l = Ledger::open_with(&state, Mode::ReadOnly, true)?;
-            let n = if file.as_os_str() == "-" {
-                l.export_csv(&mut std::io::stdout().lock())?
-            } else {
-                let mut f = std::io::BufWriter::new(crate::report::create_private(&file)?);
-                let n = l.export_csv(&mut f)?;
-                f.flush()?;
-                n
-            };
-            eprintln!("exported {n} entries");
-            Ok(crate::exit::OK)
         }
     }
 }

@@ -11,19 +11,14 @@ fn main() -> ExitCode {
     let cli = msgcapi::cli::Cli::parse();
     match msgcapi::run(cli) {
         Ok(code) => ExitCode::from(code),
+        // `msgcapi ... | head`: the reader has all it wanted.
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            if is_broken_pipe(&e) {
-                return ExitCode::SUCCESS;
+            match &e {
+                msgcapi::Error::Other(a) => eprintln!("error: {a:#}"),
+                e => eprintln!("error: {e}"),
             }
-            eprintln!("error: {e:#}");
-            ExitCode::from(msgcapi::exit_code_for(&e))
+            ExitCode::from(e.exit_code())
         }
     }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }

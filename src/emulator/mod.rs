@@ -12,11 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
+
+pub use crate::cli::EmulatorArgs;
 
 /// Largest request body accepted (Meta's own limit is not documented; ours is generous).
 const MAX_BODY: usize = 16 << 20;
@@ -51,84 +53,6 @@ const HASHED_FIELDS: [&str; 11] = [
     "ge",
     "external_id",
 ];
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct EmulatorArgs {
-    /// Address to listen on (port 0 picks a free port; the URL is printed on stdout)
-    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
-    pub listen: String,
-    /// Append one JSON line per accepted event: {"dataset_id", "request", "event"}
-    #[arg(long, value_name = "FILE")]
-    pub record: Option<PathBuf>,
-    /// Append one JSON line per request: {"t", "request", "dataset_id", "events", "status", "code", "dropped"}
-    #[arg(long, value_name = "FILE")]
-    pub log_requests: Option<PathBuf>,
-    /// The emulator's clock for the event_time check: RFC 3339 or Unix seconds (default: now)
-    #[arg(long, value_name = "TIME")]
-    pub now: Option<String>,
-    /// File holding the expected access token (else env MSGCAPI_EMULATOR_TOKEN; else any token)
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-    /// Seed for the fault decisions (same seed, same decisions in request order)
-    #[arg(long, default_value = "1", value_name = "N")]
-    pub seed: u64,
-    /// Fraction of requests answered HTTP 500/503 (transient, code 2)
-    #[arg(long, default_value = "0", value_name = "F")]
-    pub fail_rate: f64,
-    /// Fraction of requests answered as throttled (codes 4, 17, 80004 with Retry-After and usage headers)
-    #[arg(long, default_value = "0", value_name = "F")]
-    pub throttle_rate: f64,
-    /// HTTP status of throttling answers: 400 (as Graph mostly does), 429, or mixed
-    #[arg(long, default_value = "mixed", value_name = "400|429|mixed")]
-    pub throttle_http: String,
-    /// Retry-After seconds on throttling answers
-    #[arg(long, default_value = "1", value_name = "SECS")]
-    pub retry_after: u64,
-    /// Delay before answering: `200` or a random range `50..300` (milliseconds)
-    #[arg(long, value_name = "MS")]
-    pub latency_ms: Option<String>,
-    /// Fraction of requests whose connection is closed after the request was read, without an
-    /// answer; their events are NOT accepted
-    #[arg(long, default_value = "0", value_name = "F")]
-    pub drop_rate: f64,
-    /// After N requests, every request fails with code 190 (expired token)
-    #[arg(long, value_name = "N")]
-    pub expire_token_after: Option<u64>,
-    /// Successful answers carry `X-Business-Use-Case-Usage` at 100 % with
-    /// `estimated_time_to_regain_access` M (minutes): Meta's "stop for M minutes" on a success
-    #[arg(long, default_value = "0", value_name = "M")]
-    pub regain_minutes: u64,
-    /// Reject (code 100, whole batch) any batch holding an event whose event_id matches this regex
-    #[arg(long, value_name = "REGEX")]
-    pub reject_event_id: Option<String>,
-    /// Accept a batch holding an event whose event_id matches this regex without the matching
-    /// events: HTTP 200 with `events_received` short by them (the others are recorded)
-    #[arg(long, value_name = "REGEX")]
-    pub undercount_event_id: Option<String>,
-}
-
-impl Default for EmulatorArgs {
-    fn default() -> Self {
-        EmulatorArgs {
-            listen: "127.0.0.1:0".into(),
-            record: None,
-            log_requests: None,
-            now: None,
-            token_file: None,
-            seed: 1,
-            fail_rate: 0.0,
-            throttle_rate: 0.0,
-            throttle_http: "mixed".into(),
-            retry_after: 1,
-            latency_ms: None,
-            drop_rate: 0.0,
-            expire_token_after: None,
-            regain_minutes: 0,
-            reject_event_id: None,
-            undercount_event_id: None,
-        }
-    }
-}
 
 struct State {
     args: EmulatorArgs,
@@ -176,24 +100,8 @@ fn build_state(args: EmulatorArgs) -> Result<State> {
     let app_secret = std::env::var("MSGCAPI_EMULATOR_APP_SECRET")
         .ok()
         .filter(|t| !t.is_empty());
-    let now = match &args.now {
-        Some(t) => Some(crate::time::parse_now(t).map_err(anyhow::Error::msg)?),
-        None => None,
-    };
-    let latency = match args.latency_ms.as_deref() {
-        None => None,
-        Some(s) => {
-            let parse = |x: &str| {
-                x.trim().parse::<u64>().with_context(|| {
-                    format!("`--latency-ms` expects `200` or `50..300`; got `{s}`")
-                })
-            };
-            Some(match s.split_once("..") {
-                Some((a, b)) => (parse(a)?, parse(b)?),
-                None => (parse(s)?, parse(s)?),
-            })
-        }
-    };
+    let now = args.now;
+    let latency = args.latency_ms;
     let regex = |flag: &str, r: &Option<String>| -> Result<Option<regex::Regex>> {
         r.as_deref()
             .map(|r| {
@@ -203,21 +111,6 @@ fn build_state(args: EmulatorArgs) -> Result<State> {
     };
     let reject = regex("--reject-event-id", &args.reject_event_id)?;
     let undercount = regex("--undercount-event-id", &args.undercount_event_id)?;
-    for (name, f) in [
-        ("--fail-rate", args.fail_rate),
-        ("--throttle-rate", args.throttle_rate),
-        ("--drop-rate", args.drop_rate),
-    ] {
-        if !(0.0..=1.0).contains(&f) {
-            bail!("`{name}` is a fraction between 0 and 1; got {f}");
-        }
-    }
-    if !matches!(args.throttle_http.as_str(), "400" | "429" | "mixed") {
-        bail!(
-            "`--throttle-http` is `400`, `429` or `mixed`; got `{}`",
-            args.throttle_http
-        );
-    }
     let open = |p: &Option<PathBuf>| -> Result<Option<Mutex<std::fs::File>>> {
         Ok(match p {
             Some(p) => Some(Mutex::new(
@@ -976,7 +869,7 @@ mod tests {
         let rec = d.path().join("rec.jsonl");
         let args = EmulatorArgs {
             record: Some(rec.clone()),
-            now: Some(NOW.to_string()),
+            now: Some(NOW),
             ..EmulatorArgs::default()
         };
         let (url, _h) = spawn(args).unwrap();

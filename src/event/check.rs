@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 use super::Rules;
+use super::number::parse_number;
 use super::pii::{check_pii, hash_pii, with_country_code};
 use super::time::parse_time;
 use crate::capi::{self, Channel, PiiKind, UserField};
@@ -402,17 +403,4 @@ fn parse_bool(text: &str) -> Option<bool> {
     } else {
         None
     }
-}
-
-/// A plain decimal number (no thousands separators, no currency signs).
-pub fn parse_number(text: &str) -> Option<f64> {
-    let t = text.trim();
-    if t.is_empty()
-        || !t
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
-    {
-        return None;
-    }
-    t.parse::<f64>().ok().filter(|n| n.is_finite())
 }

@@ -8,14 +8,15 @@
 
 mod check;
 mod key;
+mod number;
 mod pii;
 mod render;
 mod time;
 
 use std::borrow::Cow;
 
-pub use check::parse_number;
 pub use key::KeyHasher;
+pub use number::parse_number;
 pub use pii::{check_pii, hash_pii, normalize};
 pub use time::parse_time;
 

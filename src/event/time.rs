@@ -44,7 +44,7 @@ fn parse_unix(t: &str, per_sec: i64) -> Option<i64> {
         };
         return Some(n.div_euclid(per_sec));
     }
-    let f = super::check::parse_number(t)?;
+    let f = super::number::parse_number(t)?;
     Some((f / per_sec as f64).floor() as i64)
 }
 

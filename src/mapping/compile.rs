@@ -177,69 +177,17 @@ impl Compiler<'_> {
             format,
             timezone,
         } = spec.as_ref();
-        let n = [column.is_some(), constant.is_some(), env.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
-        if n != 1 {
-            return Err(self.err(
-                at,
-                key,
-                if n == 0 {
-                    "says nowhere where the value comes from".into()
-                } else {
-                    "has more than one source".into()
-                },
-                Some(
-                    "give exactly one of `column: NAME`, `constant: VALUE` or `env: VARIABLE`"
-                        .into(),
-                ),
-            ));
-        }
-        let src = if let Some(c) = column {
-            if c.trim().is_empty() {
-                return Err(self.err(
-                    at,
-                    &format!("{key}.column"),
-                    "is empty".into(),
-                    Some("name a column of the input header, e.g. `column: email`".into()),
-                ));
-            }
-            Src::Column(self.column_slot(c.trim(), at, key))
-        } else if let Some(c) = constant {
-            Src::Constant(c.0.clone())
-        } else {
-            let var = env.as_deref().unwrap_or_default();
-            match (self.env)(var) {
-                Some(val) if !val.trim().is_empty() => Src::Constant(val.trim().to_string()),
-                _ => {
-                    return Err(self.err(
-                        at,
-                        &format!("{key}.env"),
-                        format!("environment variable `{var}` is not set"),
-                        Some(format!(
-                            "export {var}=... before running, or use a constant"
-                        )),
-                    ));
-                }
-            }
-        };
+        let src = self.source(key, at, column, constant, env)?;
         let ty = match ty.as_deref() {
             None => default_ty,
-            Some("string") => ValueType::String,
-            Some("number") => ValueType::Number,
-            Some("integer") => ValueType::Integer,
-            Some("bool") => ValueType::Bool,
-            Some("list") => ValueType::List,
-            Some("json") => ValueType::Json,
-            Some(other) => {
-                return Err(self.err(
+            Some(t) => value_type(t).ok_or_else(|| {
+                self.err(
                     at,
                     &format!("{key}.type"),
-                    format!("unknown type `{other}`; expected one of `string`, `number`, `integer`, `bool`, `list`, `json`"),
+                    format!("unknown type `{t}`; expected one of `string`, `number`, `integer`, `bool`, `list`, `json`"),
                     None,
-                ));
-            }
+                )
+            })?,
         };
         let values = values.as_ref().map(|m| {
             m.iter()
@@ -296,6 +244,62 @@ impl Compiler<'_> {
             timezone: timezone.clone(),
         };
         Ok((field, extra))
+    }
+
+    /// Where a field table's value comes from: exactly one of `column`, `constant`, `env`.
+    fn source(
+        &mut self,
+        key: &str,
+        at: Location,
+        column: &Option<String>,
+        constant: &Option<raw::Scalar>,
+        env: &Option<String>,
+    ) -> Result<Src, MappingError> {
+        let n = [column.is_some(), constant.is_some(), env.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if n != 1 {
+            return Err(self.err(
+                at,
+                key,
+                if n == 0 {
+                    "says nowhere where the value comes from".into()
+                } else {
+                    "has more than one source".into()
+                },
+                Some(
+                    "give exactly one of `column: NAME`, `constant: VALUE` or `env: VARIABLE`"
+                        .into(),
+                ),
+            ));
+        }
+        if let Some(c) = column {
+            if c.trim().is_empty() {
+                return Err(self.err(
+                    at,
+                    &format!("{key}.column"),
+                    "is empty".into(),
+                    Some("name a column of the input header, e.g. `column: email`".into()),
+                ));
+            }
+            return Ok(Src::Column(self.column_slot(c.trim(), at, key)));
+        }
+        if let Some(c) = constant {
+            return Ok(Src::Constant(c.0.clone()));
+        }
+        let var = env.as_deref().unwrap_or_default();
+        match (self.env)(var) {
+            Some(val) if !val.trim().is_empty() => Ok(Src::Constant(val.trim().to_string())),
+            _ => Err(self.err(
+                at,
+                &format!("{key}.env"),
+                format!("environment variable `{var}` is not set"),
+                Some(format!(
+                    "export {var}=... before running, or use a constant"
+                )),
+            )),
+        }
     }
 
     fn dataset_id(&mut self, v: &Spanned<raw::Value>) -> Result<Field, MappingError> {
@@ -688,6 +692,19 @@ impl Compiler<'_> {
         }
         Ok(())
     }
+}
+
+/// A `type:` name.
+fn value_type(name: &str) -> Option<ValueType> {
+    Some(match name {
+        "string" => ValueType::String,
+        "number" => ValueType::Number,
+        "integer" => ValueType::Integer,
+        "bool" => ValueType::Bool,
+        "list" => ValueType::List,
+        "json" => ValueType::Json,
+        _ => return None,
+    })
 }
 
 /// Rejects strftime patterns chrono cannot use, and patterns without a date.

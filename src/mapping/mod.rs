@@ -137,6 +137,12 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The dedup key's parts as a reason names them: `event_id`, `channel+ctwa_clid+...`.
+    pub fn key_description(&self) -> String {
+        let names: Vec<&str> = self.dedup_key.iter().map(KeyPart::name).collect();
+        names.join("+")
+    }
+
     /// Reads and compiles a mapping file. Environment variables are read through `env`.
     pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, MappingError> {
         let text = std::fs::read_to_string(path).map_err(|e| MappingError {

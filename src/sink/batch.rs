@@ -22,23 +22,23 @@ pub struct Auth {
     pub appsecret_proof: Option<String>,
 }
 
-struct Open {
-    events: Vec<PendingEvent>,
+struct Open<T> {
+    events: Vec<PendingEvent<T>>,
     bytes: usize,
 }
 
 /// Groups events by dataset and cuts a batch when it is full by count or by bytes.
-pub struct Batcher {
+pub struct Batcher<T> {
     batch_size: usize,
     max_body_bytes: usize,
-    open: HashMap<String, Open>,
+    open: HashMap<String, Open<T>>,
     /// Datasets in the order their open batch started (deterministic flushing).
     order: Vec<String>,
     next_id: u64,
 }
 
-impl Batcher {
-    pub fn new(batch_size: NonZeroUsize, max_body_bytes: usize) -> Batcher {
+impl<T> Batcher<T> {
+    pub fn new(batch_size: NonZeroUsize, max_body_bytes: usize) -> Batcher<T> {
         Batcher {
             batch_size: batch_size.get().min(MAX_EVENTS),
             max_body_bytes,
@@ -48,14 +48,14 @@ impl Batcher {
         }
     }
 
-    fn cut(&mut self, dataset_id: &str) -> Option<Batch> {
-        let open = self.open.remove(dataset_id)?;
-        self.order.retain(|d| d != dataset_id);
+    fn cut(&mut self, dataset_id: &str) -> Option<Batch<T>> {
+        let (dataset_id, open) = self.open.remove_entry(dataset_id)?;
+        self.order.retain(|d| *d != dataset_id);
         let id = self.next_id;
         self.next_id += 1;
         Some(Batch {
             id,
-            dataset_id: dataset_id.to_string(),
+            dataset_id,
             events: open.events,
         })
     }
@@ -63,7 +63,7 @@ impl Batcher {
     /// Adds an event; returns a batch when one is complete. At most one batch comes out per call:
     /// the dataset's open batch, cut either because this event would not fit (then the event
     /// starts the next batch) or because the event filled it.
-    pub fn push(&mut self, dataset_id: &str, ev: PendingEvent) -> Option<Batch> {
+    pub fn push(&mut self, dataset_id: &str, ev: PendingEvent<T>) -> Option<Batch<T>> {
         let size = ev.json.len() + 1;
         let mut out = None;
         if let Some(open) = self.open.get(dataset_id)
@@ -72,16 +72,19 @@ impl Batcher {
         {
             out = self.cut(dataset_id);
         }
-        if !self.open.contains_key(dataset_id) {
-            self.order.push(dataset_id.to_string());
-        }
-        let open = self
-            .open
-            .entry(dataset_id.to_string())
-            .or_insert_with(|| Open {
-                events: Vec::new(),
-                bytes: 0,
-            });
+        // The dataset's name is copied once per batch, not once per event.
+        let open = match self.open.get_mut(dataset_id) {
+            Some(open) => open,
+            None => {
+                self.order.push(dataset_id.to_string());
+                self.open
+                    .entry(dataset_id.to_string())
+                    .or_insert_with(|| Open {
+                        events: Vec::with_capacity(self.batch_size.min(64)),
+                        bytes: 0,
+                    })
+            }
+        };
         open.events.push(ev);
         open.bytes += size;
         let full = open.events.len() >= self.batch_size
@@ -96,7 +99,7 @@ impl Batcher {
     }
 
     /// Every open batch, oldest first.
-    pub fn flush_all(&mut self) -> Vec<Batch> {
+    pub fn flush_all(&mut self) -> Vec<Batch<T>> {
         let order = std::mem::take(&mut self.order);
         order.iter().filter_map(|d| self.cut(d)).collect()
     }
@@ -108,8 +111,8 @@ impl Batcher {
 }
 
 /// The exact request body. `auth: None` gives the token-less body of `--emit-payloads`.
-pub fn request_body(
-    batch: &Batch,
+pub fn request_body<T>(
+    batch: &Batch<T>,
     partner_agent: Option<&str>,
     test_event_code: Option<&str>,
     auth: Option<&Auth>,
@@ -118,8 +121,8 @@ pub fn request_body(
 }
 
 /// The body for any slice of a batch (bisection sends halves).
-pub fn request_body_for(
-    events: &[PendingEvent],
+pub fn request_body_for<T>(
+    events: &[PendingEvent<T>],
     partner_agent: Option<&str>,
     test_event_code: Option<&str>,
     auth: Option<&Auth>,
@@ -158,9 +161,9 @@ pub fn request_body_for(
 mod tests {
     use super::*;
 
-    fn ev(o: u64, json: &str) -> PendingEvent {
+    fn ev(o: u64, json: &str) -> PendingEvent<u64> {
         PendingEvent {
-            ordinal: o,
+            tag: o,
             json: json.into(),
         }
     }
@@ -171,7 +174,7 @@ mod tests {
 
     #[test]
     fn cuts_by_count_per_dataset_with_increasing_ids() {
-        let mut b = Batcher::new(nz(2), 1 << 20);
+        let mut b = Batcher::<u64>::new(nz(2), 1 << 20);
         assert!(b.push("A", ev(0, "{}")).is_none());
         assert!(b.push("B", ev(1, "{}")).is_none());
         let a = b.push("A", ev(2, "{}")).unwrap();
@@ -185,7 +188,7 @@ mod tests {
 
     #[test]
     fn never_more_than_1000_events() {
-        let mut b = Batcher::new(nz(5000), usize::MAX);
+        let mut b = Batcher::<u64>::new(nz(5000), usize::MAX);
         let mut sizes = Vec::new();
         for i in 0..2500 {
             if let Some(batch) = b.push("A", ev(i, "{}")) {
@@ -199,7 +202,7 @@ mod tests {
     #[test]
     fn cuts_by_bytes() {
         let big = format!("{{\"x\":\"{}\"}}", "a".repeat(1000));
-        let mut b = Batcher::new(nz(1000), 1024 + 2 * 1011);
+        let mut b = Batcher::<u64>::new(nz(1000), 1024 + 2 * 1011);
         let mut cut = Vec::new();
         for i in 0..5 {
             cut.extend(b.push("A", ev(i, &big)));

@@ -106,40 +106,7 @@ pub fn classify(
 ) -> Action {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     if (200..300).contains(&status) {
-        let received = json
-            .as_ref()
-            .and_then(|j| j.get("events_received"))
-            .and_then(serde_json::Value::as_u64);
-        let fbtrace_id = json
-            .as_ref()
-            .and_then(|j| j.get("fbtrace_id"))
-            .and_then(|v| v.as_str())
-            .map(String::from);
-        if received.is_some_and(|n| n == sent as u64) {
-            return Action::Success { fbtrace_id };
-        }
-        // capi-spec.md §3: a count that does not match fails the batch. But Meta answered with
-        // success, so it may have recorded some of these events, and it does not deduplicate
-        // (§5): the outcome is unknown, exactly as for a request that timed out. Never resent.
-        let what = match (&json, received) {
-            (_, Some(n)) => format!("`events_received` was {n} for {sent} events"),
-            (Some(_), None) => format!("without `events_received` for {sent} events"),
-            (None, None) => format!(
-                "with a body that is not JSON for {sent} events (`{}`)",
-                snippet(body, 100)
-            ),
-        };
-        let joint = if received.is_some() { " but " } else { " " };
-        return Action::Unknown {
-            error: GraphError {
-                http_status: Some(status),
-                message: format!(
-                    "Meta answered {status}{joint}{what}; some may have been recorded, so they are not resent"
-                ),
-                fbtrace_id,
-                ..Default::default()
-            },
-        };
+        return classify_success(status, json.as_ref(), body, sent);
     }
     let err = json.as_ref().and_then(|j| j.get("error"));
     let code = err
@@ -216,6 +183,47 @@ pub fn classify(
         };
     }
     Action::Split { error }
+}
+
+/// A 2xx answer: a success only when `events_received` counts every event sent.
+fn classify_success(
+    status: u16,
+    json: Option<&serde_json::Value>,
+    body: &[u8],
+    sent: usize,
+) -> Action {
+    let received = json
+        .and_then(|j| j.get("events_received"))
+        .and_then(serde_json::Value::as_u64);
+    let fbtrace_id = json
+        .and_then(|j| j.get("fbtrace_id"))
+        .and_then(|v| v.as_str())
+        .map(String::from);
+    if received.is_some_and(|n| n == sent as u64) {
+        return Action::Success { fbtrace_id };
+    }
+    // capi-spec.md §3: a count that does not match fails the batch. But Meta answered with
+    // success, so it may have recorded some of these events, and it does not deduplicate
+    // (§5): the outcome is unknown, exactly as for a request that timed out. Never resent.
+    let what = match (&json, received) {
+        (_, Some(n)) => format!("`events_received` was {n} for {sent} events"),
+        (Some(_), None) => format!("without `events_received` for {sent} events"),
+        (None, None) => format!(
+            "with a body that is not JSON for {sent} events (`{}`)",
+            snippet(body, 100)
+        ),
+    };
+    let joint = if received.is_some() { " but " } else { " " };
+    Action::Unknown {
+        error: GraphError {
+            http_status: Some(status),
+            message: format!(
+                "Meta answered {status}{joint}{what}; some may have been recorded, so they are not resent"
+            ),
+            fbtrace_id,
+            ..Default::default()
+        },
+    }
 }
 
 /// The first `max` characters of an answer's body, control characters blanked, for a message.

@@ -4,7 +4,7 @@
 //! and bisection of rejected batches.
 //!
 //! **Invariant:** every event of every submitted batch comes back in exactly one
-//! [`EventOutcome`] — `Sent`, `Failed`, `Unknown` or `NotAttempted` — whatever happens.
+//! [`EventOutcome`] — `Sent`, `Failed`, `Unknown` or `NotSent` — with its tag, whatever happens.
 
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,20 +17,21 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::batch::{Auth, request_body_for};
 use super::classify::{
-    Action, FatalKind, GraphError, Headers, Transport, classify, classify_transport, fatal_message,
-    run_pause, usage,
+    Action, FatalKind, GraphError, Headers, Transport, classify, classify_transport, run_pause,
+    usage,
 };
-use super::{Batch, Delivery, EventOutcome, PendingEvent};
+use super::{Batch, Delivery, Endpoint, EventOutcome, GaveUp, NotSent, PendingEvent};
 
 /// Longest single backoff.
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// Longest wait Meta may ask for before we give up on a request.
-const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
+pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
+/// Everything the sender needs, built complete by `config` (never edited afterwards).
 #[derive(Clone, Debug)]
 pub struct SinkConfig {
-    /// Base URL, e.g. `https://graph.facebook.com` (tests: the emulator on loopback).
-    pub endpoint: String,
+    /// e.g. `https://graph.facebook.com` (tests: the emulator on loopback).
+    pub endpoint: Endpoint,
     pub api_version: String,
     pub auth: Auth,
     pub partner_agent: Option<String>,
@@ -48,32 +49,14 @@ pub struct SinkConfig {
     pub max_retry_time: Duration,
 }
 
-impl SinkConfig {
-    pub fn new(endpoint: String, api_version: String, auth: Auth) -> SinkConfig {
-        SinkConfig {
-            endpoint,
-            api_version,
-            auth,
-            partner_agent: None,
-            test_event_code: None,
-            concurrency: NonZeroUsize::MIN.saturating_add(3),
-            rate: None,
-            timeout: Duration::from_secs(30),
-            max_retries: 5,
-            backoff_base: Duration::from_millis(500),
-            max_retry_time: Duration::from_secs(30 * 60),
-        }
-    }
-}
-
 /// What the sink tells the pipeline.
 #[derive(Debug)]
-pub enum SinkMessage {
-    Outcomes(Vec<EventOutcome>),
-    /// The run must stop (sent once).
+pub enum SinkMessage<T> {
+    Outcomes(Vec<EventOutcome<T>>),
+    /// The run must stop (sent once): Meta refused the token or a permission.
     Fatal {
         kind: FatalKind,
-        message: String,
+        error: GraphError,
     },
 }
 
@@ -89,7 +72,7 @@ pub struct SinkStats {
     pub rate: f64,
 }
 
-struct Shared {
+struct Shared<T> {
     cfg: SinkConfig,
     client: reqwest::Client,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
@@ -104,7 +87,7 @@ struct Shared {
     fatal_sent: AtomicBool,
     /// Fires when the grace period after a stop is over: in-flight requests are abandoned.
     abandon: watch::Receiver<bool>,
-    out: std::sync::mpsc::Sender<SinkMessage>,
+    out: std::sync::mpsc::Sender<SinkMessage<T>>,
     in_flight: AtomicU64,
     requests: AtomicU64,
     sent: AtomicU64,
@@ -113,10 +96,10 @@ struct Shared {
     rate_mark: Mutex<(Instant, u64)>,
 }
 
-pub struct Sender {
+pub struct Sender<T> {
     rt: tokio::runtime::Runtime,
-    tx: Option<mpsc::Sender<Batch>>,
-    shared: Arc<Shared>,
+    tx: Option<mpsc::Sender<Batch<T>>>,
+    shared: Arc<Shared<T>>,
     abandon_tx: Arc<watch::Sender<bool>>,
     dispatcher: Option<tokio::task::JoinHandle<()>>,
 }
@@ -127,7 +110,7 @@ pub fn install_crypto_provider() {
 }
 
 /// A reqwest client: rustls, gzip, connection reuse; no proxy for loopback endpoints.
-pub fn http_client(endpoint: &str, timeout: Duration) -> Result<reqwest::Client> {
+pub fn http_client(endpoint: &Endpoint, timeout: Duration) -> Result<reqwest::Client> {
     install_crypto_provider();
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
@@ -135,17 +118,16 @@ pub fn http_client(endpoint: &str, timeout: Duration) -> Result<reqwest::Client>
         .gzip(true)
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("msgcapi/", env!("CARGO_PKG_VERSION")));
-    if endpoint.starts_with("http://127.")
-        || endpoint.starts_with("http://localhost")
-        || endpoint.starts_with("http://[::1]")
-    {
+    if endpoint.is_loopback() {
         b = b.no_proxy();
     }
     b.build().context("cannot build the HTTP client")
 }
 
-impl Sender {
-    pub fn start(cfg: SinkConfig) -> Result<(Sender, std::sync::mpsc::Receiver<SinkMessage>)> {
+impl<T: Send + 'static> Sender<T> {
+    pub fn start(
+        cfg: SinkConfig,
+    ) -> Result<(Sender<T>, std::sync::mpsc::Receiver<SinkMessage<T>>)> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("sink")
@@ -178,30 +160,18 @@ impl Sender {
         });
         // A hand-off of one batch: the dispatcher takes a concurrency permit *before* it takes
         // the next batch, so at most `concurrency` batches are in flight plus one waiting.
-        let (tx, mut brx) = mpsc::channel::<Batch>(1);
+        let (tx, mut brx) = mpsc::channel::<Batch<T>>(1);
         let sem = Arc::new(Semaphore::new(concurrency));
         let sh = shared.clone();
         let dispatcher = rt.spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
             while let Some(batch) = brx.recv().await {
                 if sh.stopped.load(Ordering::SeqCst) {
-                    let reason = "not sent: the run stopped";
-                    sh.emit(
-                        batch
-                            .events
-                            .iter()
-                            .map(|e| {
-                                outcome(
-                                    e,
-                                    batch.id,
-                                    Delivery::NotAttempted,
-                                    0,
-                                    None,
-                                    Some(reason.into()),
-                                )
-                            })
-                            .collect(),
-                    );
+                    let not_sent = Delivery::NotSent {
+                        why: NotSent::RunStopped,
+                        error: None,
+                    };
+                    sh.emit(outcomes(batch.events, batch.id, 0, &not_sent));
                     continue;
                 }
                 let Ok(permit) = sem.clone().acquire_owned().await else {
@@ -232,30 +202,6 @@ impl Sender {
         ))
     }
 
-    /// Hands a batch to the sink; blocks while all slots are busy.
-    pub fn submit(&self, batch: Batch) {
-        let Some(tx) = &self.tx else { return };
-        if let Err(e) = tx.blocking_send(batch) {
-            // The dispatcher is gone (it cannot be, short of a panic): answer for the batch.
-            let b = e.0;
-            self.shared.emit(
-                b.events
-                    .iter()
-                    .map(|ev| {
-                        outcome(
-                            ev,
-                            b.id,
-                            Delivery::NotAttempted,
-                            0,
-                            None,
-                            Some("not sent: the sender stopped".into()),
-                        )
-                    })
-                    .collect(),
-            );
-        }
-    }
-
     /// Is there room to hand over a batch without blocking?
     pub fn has_room(&self) -> bool {
         self.tx.as_ref().is_some_and(|t| t.capacity() > 0)
@@ -267,7 +213,7 @@ impl Sender {
     }
 
     /// Hands a batch over if there is room; gives it back otherwise.
-    pub fn try_submit(&self, batch: Batch) -> Result<(), Batch> {
+    pub fn try_submit(&self, batch: Batch<T>) -> Result<(), Batch<T>> {
         let Some(tx) = &self.tx else {
             return Err(batch);
         };
@@ -326,14 +272,14 @@ impl Sender {
     }
 }
 
-impl Shared {
-    fn emit(&self, outs: Vec<EventOutcome>) {
+impl<T> Shared<T> {
+    fn emit(&self, outs: Vec<EventOutcome<T>>) {
         for o in &outs {
             match o.delivery {
-                Delivery::Sent => &self.sent,
-                Delivery::Failed => &self.failed,
-                Delivery::Unknown => &self.unknown,
-                Delivery::NotAttempted => continue,
+                Delivery::Sent { .. } => &self.sent,
+                Delivery::Failed { .. } => &self.failed,
+                Delivery::Unknown { .. } => &self.unknown,
+                Delivery::NotSent { .. } => continue,
             }
             .fetch_add(1, Ordering::Relaxed);
         }
@@ -346,7 +292,7 @@ impl Shared {
         if !self.fatal_sent.swap(true, Ordering::SeqCst) {
             let _ = self.out.send(SinkMessage::Fatal {
                 kind,
-                message: fatal_message(kind, error),
+                error: error.clone(),
             });
         }
     }
@@ -407,25 +353,22 @@ impl Shared {
     }
 }
 
-fn outcome(
-    ev: &PendingEvent,
+/// The same outcome for every event of `events`, each with its tag.
+fn outcomes<T>(
+    events: Vec<PendingEvent<T>>,
     batch: u64,
-    delivery: Delivery,
     attempts: u32,
-    error: Option<&GraphError>,
-    message: Option<String>,
-) -> EventOutcome {
-    EventOutcome {
-        ordinal: ev.ordinal,
-        delivery,
-        batch,
-        attempts,
-        http_status: error.and_then(|e| e.http_status),
-        error_code: error.and_then(|e| e.code),
-        error_subcode: error.and_then(|e| e.subcode),
-        fbtrace_id: error.and_then(|e| e.fbtrace_id.clone()),
-        message: message.or_else(|| error.map(|e| e.message.clone())),
-    }
+    delivery: &Delivery,
+) -> Vec<EventOutcome<T>> {
+    events
+        .into_iter()
+        .map(|ev| EventOutcome {
+            tag: ev.tag,
+            batch,
+            attempts,
+            delivery: delivery.clone(),
+        })
+        .collect()
 }
 
 /// Exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempt)].
@@ -462,166 +405,107 @@ fn fits(deadline: Option<Instant>, wait: Duration) -> bool {
     deadline.is_none_or(|d| Instant::now().checked_add(wait).is_some_and(|end| end <= d))
 }
 
-/// Why a wait Meta asked for was not waited out, e.g. `Meta asked to wait 20 min, longer than
-/// msgcapi waits (15 min); rerun later`.
-fn meta_asked(wait: Duration) -> String {
-    format!(
-        "Meta asked to wait {} min, longer than msgcapi waits ({} min); rerun later",
-        wait.as_secs().div_ceil(60),
-        MAX_WAIT.as_secs() / 60
-    )
-}
-
-/// `1 attempt`, `3 attempts`.
-fn attempts_text(n: u32) -> String {
-    if n == 1 {
-        "1 attempt".into()
-    } else {
-        format!("{n} attempts")
-    }
-}
-
-/// A duration as the flags write it: `30m`, `90s`, `2h`, `1h30m`.
-fn flag_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, sec) => format!("{sec}s"),
-        (0, m, 0) => format!("{m}m"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, 0) => format!("{h}h{m}m"),
-        _ => format!("{s}s"),
-    }
-}
-
 /// Delivers `events` (a batch or part of one); bisects on rejection. `prior` = requests that
 /// already carried these events; no wait ends after `deadline` (the batch's retry time).
-fn deliver<'a>(
-    sh: &'a Shared,
+fn deliver<'a, T: Send + 'a>(
+    sh: &'a Shared<T>,
     dataset: &'a str,
     batch: u64,
-    events: Vec<PendingEvent>,
+    events: Vec<PendingEvent<T>>,
     prior: u32,
     deadline: Option<Instant>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<EventOutcome>> + Send + 'a>> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<EventOutcome<T>>> + Send + 'a>> {
     Box::pin(async move {
-        let (ended, tries) = send_with_retries(sh, dataset, &events, deadline).await;
+        let cfg = &sh.cfg;
+        let body = request_body_for(
+            &events,
+            cfg.partner_agent.as_deref(),
+            cfg.test_event_code.as_deref(),
+            Some(&cfg.auth),
+        );
+        let (ended, tries) = send_with_retries(sh, dataset, &body, events.len(), deadline).await;
         let attempts = prior + tries;
-        let all = |d: Delivery, e: Option<&GraphError>, m: Option<String>| {
-            events
-                .iter()
-                .map(|ev| outcome(ev, batch, d, attempts, e, m.clone()))
-                .collect::<Vec<_>>()
-        };
-        match ended {
-            Ended::NotSent(e) => all(
-                Delivery::NotAttempted,
-                e.as_ref(),
-                Some("not sent: the run stopped".into()),
-            ),
-            Ended::Done(Action::Success { fbtrace_id }) => {
-                let ok = GraphError {
-                    http_status: Some(200),
-                    fbtrace_id,
-                    ..Default::default()
-                };
-                events
-                    .iter()
-                    .map(|ev| EventOutcome {
-                        message: None,
-                        ..outcome(ev, batch, Delivery::Sent, attempts, Some(&ok), None)
-                    })
-                    .collect()
-            }
-            Ended::Done(Action::Split { error }) => {
-                if events.len() == 1 || sh.stopped.load(Ordering::SeqCst) {
-                    if events.len() == 1 {
-                        return all(Delivery::Failed, Some(&error), None);
-                    }
-                    return all(
-                        Delivery::NotAttempted,
-                        Some(&error),
-                        Some("not sent: the run stopped while isolating a rejected event".into()),
-                    );
+        let delivery = match ended {
+            Ended::NotSent(error) => Delivery::NotSent {
+                why: NotSent::RunStopped,
+                error,
+            },
+            Ended::Done(Action::Success { fbtrace_id }) => Delivery::Sent { fbtrace_id },
+            Ended::Done(Action::Split { error }) if events.len() == 1 => Delivery::Failed {
+                error,
+                gave_up: None,
+            },
+            Ended::Done(Action::Split { error }) if sh.stopped.load(Ordering::SeqCst) => {
+                Delivery::NotSent {
+                    why: NotSent::RunStoppedWhileIsolating,
+                    error: Some(error),
                 }
+            }
+            Ended::Done(Action::Split { .. }) => {
                 let mut left = events;
                 let right = left.split_off(left.len() / 2);
                 let mut outs = deliver(sh, dataset, batch, left, attempts, deadline).await;
                 outs.extend(deliver(sh, dataset, batch, right, attempts, deadline).await);
-                outs
+                return outs;
             }
             Ended::Done(Action::Fatal { kind, error }) => {
                 sh.fatal(kind, &error);
-                all(
-                    Delivery::NotAttempted,
-                    Some(&error),
-                    Some(format!("not sent: {}", error.message)),
-                )
-            }
-            Ended::Done(Action::Unknown { error }) => all(Delivery::Unknown, Some(&error), None),
-            Ended::Done(Action::Retry { error, .. } | Action::Throttle { error, .. }) => {
-                let m = format!("{} (gave up after {})", error.message, attempts_text(tries));
-                all(Delivery::Failed, Some(&error), Some(m))
-            }
-            Ended::GaveUp { last, why } => {
-                let budget = flag_duration(sh.cfg.max_retry_time);
-                match (last, why) {
-                    (Some(error), TooLong::OutOfTime) => {
-                        let m = format!(
-                            "{} (gave up after {}: the retry time ran out, `--max-retry-time {budget}`)",
-                            error.message,
-                            attempts_text(tries)
-                        );
-                        all(Delivery::Failed, Some(&error), Some(m))
-                    }
-                    (None, TooLong::OutOfTime) => all(
-                        Delivery::NotAttempted,
-                        None,
-                        Some(format!(
-                            "not sent: Meta's throttling holds the run longer than `--max-retry-time {budget}`; rerun later"
-                        )),
-                    ),
-                    (Some(error), TooLong::MetaAsked(wait)) => {
-                        let m = format!(
-                            "{} (gave up after {}: {})",
-                            error.message,
-                            attempts_text(tries),
-                            meta_asked(wait)
-                        );
-                        all(Delivery::Failed, Some(&error), Some(m))
-                    }
-                    // The run goes on: a later batch is sent once Meta's wait is over.
-                    (None, TooLong::MetaAsked(wait)) => all(
-                        Delivery::NotAttempted,
-                        None,
-                        Some(format!("not sent: {}", meta_asked(wait))),
-                    ),
+                Delivery::NotSent {
+                    why: NotSent::Refused,
+                    error: Some(error),
                 }
             }
-        }
+            Ended::Done(Action::Unknown { error }) => Delivery::Unknown { error },
+            Ended::Done(Action::Retry { error, .. } | Action::Throttle { error, .. }) => {
+                Delivery::Failed {
+                    error,
+                    gave_up: Some(GaveUp::Attempts(tries)),
+                }
+            }
+            Ended::GaveUp { last, why } => {
+                let budget = sh.cfg.max_retry_time;
+                match (last, why) {
+                    (Some(error), TooLong::OutOfTime) => Delivery::Failed {
+                        error,
+                        gave_up: Some(GaveUp::OutOfTime {
+                            attempts: tries,
+                            budget,
+                        }),
+                    },
+                    (None, TooLong::OutOfTime) => Delivery::NotSent {
+                        why: NotSent::OutOfRetryTime { budget },
+                        error: None,
+                    },
+                    (Some(error), TooLong::MetaAsked(wait)) => Delivery::Failed {
+                        error,
+                        gave_up: Some(GaveUp::MetaAsked {
+                            attempts: tries,
+                            wait,
+                        }),
+                    },
+                    // The run goes on: a later batch is sent once Meta's wait is over.
+                    (None, TooLong::MetaAsked(wait)) => Delivery::NotSent {
+                        why: NotSent::MetaAsked(wait),
+                        error: None,
+                    },
+                }
+            }
+        };
+        outcomes(events, batch, attempts, &delivery)
     })
 }
 
 /// One request, retried while transient or throttled, at most `max_retries` times and with no
 /// wait that ends after `deadline`. Returns how it ended and the attempts made.
-async fn send_with_retries(
-    sh: &Shared,
+async fn send_with_retries<T>(
+    sh: &Shared<T>,
     dataset: &str,
-    events: &[PendingEvent],
+    body: &str,
+    events: usize,
     deadline: Option<Instant>,
 ) -> (Ended, u32) {
     let cfg = &sh.cfg;
-    let body = request_body_for(
-        events,
-        cfg.partner_agent.as_deref(),
-        cfg.test_event_code.as_deref(),
-        Some(&cfg.auth),
-    );
-    let url = format!(
-        "{}/{}/{}/events",
-        cfg.endpoint.trim_end_matches('/'),
-        cfg.api_version,
-        dataset
-    );
+    let url = cfg.endpoint.events_url(&cfg.api_version, dataset);
     let mut rng = fastrand::Rng::new();
     let mut last: Option<GraphError> = None;
     let mut tries = 0u32;
@@ -636,7 +520,7 @@ async fn send_with_retries(
         tries += 1;
         sh.requests.fetch_add(1, Ordering::Relaxed);
         sh.in_flight.fetch_add(1, Ordering::Relaxed);
-        let action = one_request(sh, &url, &body, events.len()).await;
+        let action = one_request(sh, &url, body, events).await;
         sh.in_flight.fetch_sub(1, Ordering::Relaxed);
         let is_last = attempt == cfg.max_retries;
         match action {
@@ -680,7 +564,7 @@ async fn send_with_retries(
 }
 
 /// Sends once and classifies; races the abandon signal (end of the grace period).
-async fn one_request(sh: &Shared, url: &str, body: &str, sent: usize) -> Action {
+async fn one_request<T>(sh: &Shared<T>, url: &str, body: &str, sent: usize) -> Action {
     let mut abandon = sh.abandon.clone();
     let req = sh
         .client
@@ -763,29 +647,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn waits_fit_the_deadline_and_flags_read_back() {
+    fn waits_fit_the_deadline() {
         let soon = Instant::now() + Duration::from_secs(60);
         assert!(fits(None, Duration::from_secs(3600)));
         assert!(fits(Some(soon), Duration::from_secs(30)));
         assert!(!fits(Some(soon), Duration::from_secs(90)));
         assert!(!fits(Some(Instant::now()), Duration::from_millis(5)));
-        assert_eq!(
-            meta_asked(Duration::from_secs(15 * 60 + 1)),
-            "Meta asked to wait 16 min, longer than msgcapi waits (15 min); rerun later"
-        );
-        assert_eq!(attempts_text(1), "1 attempt");
-        assert_eq!(attempts_text(3), "3 attempts");
-        for (secs, text) in [
-            (0, "0s"),
-            (2, "2s"),
-            (90, "90s"),
-            (1800, "30m"),
-            (3600, "1h"),
-            (5400, "1h30m"),
-            (3601, "3601s"),
-        ] {
-            assert_eq!(flag_duration(Duration::from_secs(secs)), text);
-        }
     }
 
     #[test]

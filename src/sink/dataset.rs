@@ -1,92 +1,63 @@
-//! `msgcapi dataset`: get (GET) or create (POST) the dataset id of a page, WhatsApp Business
-//! Account or Instagram account. Same token handling and error classification as `send`.
+//! The Dataset API: get (GET) or create (POST) the dataset of a page, WhatsApp Business Account
+//! or Instagram account. Same client, error classification and secret handling as sending.
 
-use std::path::PathBuf;
 use std::time::Duration;
-
-use anyhow::Result;
 
 use super::classify::{Action, classify, fatal_message};
 use super::client::{http_client, response_headers, transport_detail};
-use crate::secret::Secret;
+use super::{Auth, Endpoint};
 
-#[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("owner").required(true).args(["page_id", "waba_id", "ig_user_id"])))]
-pub struct DatasetArgs {
-    /// Facebook Page id (Messenger)
-    #[arg(long, value_name = "ID")]
-    pub page_id: Option<String>,
-    /// WhatsApp Business Account id
-    #[arg(long, value_name = "ID")]
-    pub waba_id: Option<String>,
-    /// Instagram professional account id
-    #[arg(long, value_name = "ID")]
-    pub ig_user_id: Option<String>,
-    /// Create the dataset if there is none (POST); default only looks it up (GET)
-    #[arg(long)]
-    pub create: bool,
-    /// Print JSON for scripts
-    #[arg(long)]
-    pub json: bool,
-    /// Graph API base URL
-    #[arg(long, default_value = "https://graph.facebook.com", value_name = "URL")]
-    pub endpoint: String,
-    /// Graph API version
-    #[arg(long, default_value = "v24.0", value_name = "VERSION")]
-    pub api_version: String,
-    /// File holding the access token (else env MSGCAPI_ACCESS_TOKEN)
-    #[arg(long, value_name = "FILE")]
-    pub access_token_file: Option<PathBuf>,
-    /// File holding the app secret (else env MSGCAPI_APP_SECRET; optional)
-    #[arg(long, value_name = "FILE")]
-    pub app_secret_file: Option<PathBuf>,
-    /// Seconds to wait for an answer
-    #[arg(long, default_value = "30", value_name = "SECS")]
-    pub timeout: f64,
+/// What owns a dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    Page,
+    WhatsappBusinessAccount,
+    InstagramAccount,
 }
 
-/// Returns the exit code: 0 printed the id, 2 usage, 3 Meta refused or unreachable.
-pub fn run_dataset(args: DatasetArgs) -> Result<u8> {
-    let (owner, kind) = match (&args.page_id, &args.waba_id, &args.ig_user_id) {
-        (Some(p), _, _) => (p.clone(), "page"),
-        (_, Some(w), _) => (w.clone(), "whatsapp_business_account"),
-        (_, _, Some(i)) => (i.clone(), "instagram_account"),
-        _ => unreachable!("clap requires one owner"),
-    };
-    if !crate::capi::is_graph_id(&owner) {
-        eprintln!(
-            "error: `{owner}` is not an id; expected digits, e.g. `--page-id 109876543210987`"
-        );
-        return Ok(crate::exit::USAGE);
+impl Owner {
+    pub fn kind(self) -> &'static str {
+        match self {
+            Owner::Page => "page",
+            Owner::WhatsappBusinessAccount => "whatsapp_business_account",
+            Owner::InstagramAccount => "instagram_account",
+        }
     }
-    let Some(token) =
-        Secret::from_env_or_file("MSGCAPI_ACCESS_TOKEN", args.access_token_file.as_deref())?
-    else {
-        eprintln!(
-            "error: no access token: set `MSGCAPI_ACCESS_TOKEN` or pass `--access-token-file FILE`"
-        );
-        return Ok(crate::exit::USAGE);
-    };
-    let proof = Secret::from_env_or_file("MSGCAPI_APP_SECRET", args.app_secret_file.as_deref())?
-        .map(|s| Secret::appsecret_proof(&token, &s));
-    let client = http_client(
-        &args.endpoint,
-        Duration::from_secs_f64(args.timeout.max(1.0)),
-    )?;
-    let url = format!(
-        "{}/{}/{}/dataset",
-        args.endpoint.trim_end_matches('/'),
-        args.api_version,
-        owner
-    );
+}
+
+/// Why no dataset id came back. The message never holds the URL or a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("cannot reach `{endpoint}`: {detail}")]
+    Unreachable { endpoint: String, detail: String },
+    #[error("Meta answered without a dataset id")]
+    NoId,
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot start the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Gets (or with `create`, creates) the dataset id of `owner_id`.
+pub fn get_or_create(
+    endpoint: &Endpoint,
+    api_version: &str,
+    owner_id: &str,
+    create: bool,
+    auth: &Auth,
+    timeout: Duration,
+) -> Result<String, DatasetError> {
+    let client = http_client(endpoint, timeout).map_err(|e| DatasetError::Client(e.to_string()))?;
+    let url = endpoint.dataset_url(api_version, owner_id);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(|e| DatasetError::Client(e.to_string()))?;
     let result = rt.block_on(async {
         // The token goes in a header (GET) or the body (POST): never in a URL that gets logged.
-        let mut req = if args.create {
-            let mut body = serde_json::json!({ "access_token": token.expose() });
-            if let Some(p) = &proof {
+        let mut req = if create {
+            let mut body = serde_json::json!({ "access_token": auth.token.expose() });
+            if let Some(p) = &auth.appsecret_proof {
                 body["appsecret_proof"] = serde_json::json!(p);
             }
             client
@@ -94,8 +65,8 @@ pub fn run_dataset(args: DatasetArgs) -> Result<u8> {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_string())
         } else {
-            let mut r = client.get(&url).bearer_auth(token.expose());
-            if let Some(p) = &proof {
+            let mut r = client.get(&url).bearer_auth(auth.token.expose());
+            if let Some(p) = &auth.appsecret_proof {
                 r = r.query(&[("appsecret_proof", p)]);
             }
             r
@@ -107,38 +78,21 @@ pub fn run_dataset(args: DatasetArgs) -> Result<u8> {
         let body = resp.bytes().await?;
         Ok::<_, reqwest::Error>((status, headers, body))
     });
-    let (status, headers, body) = match result {
-        Ok(x) => x,
-        Err(e) => {
-            // Never `e.to_string()`: it prints the URL, whose query holds `appsecret_proof`.
-            eprintln!(
-                "error: cannot reach `{}`: {}",
-                args.endpoint,
-                transport_detail(e)
-            );
-            return Ok(crate::exit::ABORTED);
-        }
-    };
+    // Never `e.to_string()`: it prints the URL, whose query holds `appsecret_proof`.
+    let (status, headers, body) = result.map_err(|e| DatasetError::Unreachable {
+        endpoint: endpoint.to_string(),
+        detail: transport_detail(e),
+    })?;
     if (200..300).contains(&status) {
         let j: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let id = j.get("id").and_then(|v| {
-            v.as_str()
-                .map(String::from)
-                .or_else(|| v.as_u64().map(|n| n.to_string()))
-        });
-        let Some(id) = id else {
-            eprintln!("error: Meta answered without a dataset id");
-            return Ok(crate::exit::ABORTED);
-        };
-        if args.json {
-            println!(
-                "{}",
-                serde_json::json!({ "dataset_id": id, "owner_id": owner, "owner_type": kind, "created": args.create })
-            );
-        } else {
-            println!("{id}");
-        }
-        return Ok(crate::exit::OK);
+        return j
+            .get("id")
+            .and_then(|v| {
+                v.as_str()
+                    .map(String::from)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            })
+            .ok_or(DatasetError::NoId);
     }
     let message = match classify(status, &headers, &body, 0, chrono::Utc::now()) {
         Action::Fatal { kind, error } => fatal_message(kind, &error),
@@ -157,6 +111,5 @@ pub fn run_dataset(args: DatasetArgs) -> Result<u8> {
         }
         Action::Success { .. } => "unexpected answer".into(),
     };
-    eprintln!("error: {message}");
-    Ok(crate::exit::ABORTED)
+    Err(DatasetError::Refused(message))
 }

@@ -1,13 +1,19 @@
 //! The report: one line per input data row, in input order, with its final status and why; plus
-//! the run summary (human paragraph and `--summary-json`).
+//! the run summary (`summary.rs`: counts, the paragraph on stderr, `--summary-json`) and the
+//! progress bar (`progress.rs`).
 //!
 //! The report holds no PII beyond the ids Meta needs: never a raw email or phone (hashed or not).
 //! Report files are created with mode 0600.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+
+mod progress;
+pub mod summary;
+
+pub use progress::Progress;
+pub use summary::Summary;
 
 use crate::event::Identity;
 use crate::sink::Answer;
@@ -234,68 +240,11 @@ impl ReportWriter {
     }
 }
 
-/// Counts for the summary.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct Summary {
-    pub rows: u64,
-    pub by_status: BTreeMap<&'static str, u64>,
-    pub by_channel: BTreeMap<String, BTreeMap<&'static str, u64>>,
-    pub by_event_name: BTreeMap<String, BTreeMap<&'static str, u64>>,
-}
-
-/// Distinct channels or event names the summary keeps apart; rows with any further value are
-/// counted under `(other)`, so an export full of junk names cannot grow the summary unbounded.
-pub const MAX_SUMMARY_KEYS: usize = 100;
-
-/// Counts status `s` under `key` (skipped when empty), allocating only for a new key.
-fn bump(map: &mut BTreeMap<String, BTreeMap<&'static str, u64>>, key: &str, s: &'static str) {
-    if key.is_empty() {
-        return;
-    }
-    let key = if map.contains_key(key) || map.len() < MAX_SUMMARY_KEYS {
-        key
-    } else {
-        "(other)"
-    };
-    if let Some(per) = map.get_mut(key) {
-        *per.entry(s).or_default() += 1;
-    } else {
-        map.entry(key.to_string()).or_default().insert(s, 1);
-    }
-}
-
-impl Summary {
-    fn count(&mut self, r: &ReportRow) {
-        self.rows += 1;
-        let s = r.status.as_str();
-        *self.by_status.entry(s).or_default() += 1;
-        bump(&mut self.by_channel, &r.identity.channel, s);
-        bump(&mut self.by_event_name, &r.identity.event_name, s);
-    }
-
-    pub fn get(&self, s: Status) -> u64 {
-        self.by_status.get(s.as_str()).copied().unwrap_or(0)
-    }
-
-    pub fn problems(&self) -> u64 {
-        self.by_status
-            .iter()
-            .filter(|(k, _)| {
-                matches!(
-                    **k,
-                    "invalid" | "expired" | "failed" | "unknown" | "not_attempted"
-                )
-            })
-            .map(|(_, v)| *v)
-            .sum()
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(status: Status) -> ReportRow {
+    pub(crate) fn row(status: Status) -> ReportRow {
         ReportRow {
             file: 0,
             row: 1,
@@ -360,22 +309,5 @@ mod tests {
             assert!(v.get(c).is_some(), "missing {c}");
         }
         assert_eq!(v["status"], "failed");
-    }
-
-    #[test]
-    fn summary_keeps_a_bounded_number_of_event_names() {
-        let mut s = Summary::default();
-        for i in 0..MAX_SUMMARY_KEYS + 50 {
-            let mut r = row(Status::Invalid);
-            r.identity.event_name = format!("junk{i}").into();
-            s.count(&r);
-            s.count(&r);
-        }
-        s.count(&row(Status::Sent));
-        assert_eq!(s.by_event_name.len(), MAX_SUMMARY_KEYS + 1);
-        assert_eq!(s.by_event_name["junk0"]["invalid"], 2);
-        assert_eq!(s.by_event_name["(other)"]["invalid"], 100);
-        assert_eq!(s.by_event_name["(other)"]["sent"], 1);
-        assert_eq!(s.by_channel["whatsapp"]["invalid"], 300);
     }
 }

@@ -1,0 +1,86 @@
+//! `msgcapi state stats|prune|export`: look into and maintain the state ledger.
+
+use std::io::Write;
+
+use crate::cli::{StateArgs, StateCmd};
+use crate::error::{Error, Result, exit};
+use crate::ledger::{Ledger, LedgerError, Mode};
+
+pub fn run(args: StateArgs) -> Result<u8> {
+    match args.cmd {
+        StateCmd::Stats { state, json } => {
+            if !state.exists() {
+                return Err(LedgerError::Missing(state).into());
+            }
+            let s = Ledger::open(&state, Mode::ReadOnly)?.stats()?;
+            let mut out = String::new();
+            if json {
+                out = serde_json::to_string_pretty(&s).map_err(anyhow::Error::from)?;
+                out.push('\n');
+            } else {
+                let ts = |t: Option<i64>| {
+                    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                        .map(|d| d.to_rfc3339())
+                        .unwrap_or_else(|| "-".into())
+                };
+                out.push_str(&format!(
+                    "{}: {} entries ({} acknowledged, {} in flight), {} bytes\n",
+                    state.display(),
+                    s.entries,
+                    s.acknowledged,
+                    s.in_flight,
+                    s.file_bytes
+                ));
+                if s.entries > 0 {
+                    out.push_str(&format!(
+                        "events from {} to {}\n",
+                        ts(s.oldest_event_time),
+                        ts(s.newest_event_time)
+                    ));
+                }
+                for (d, n) in &s.by_dataset {
+                    out.push_str(&format!("  dataset {d}: {n}\n"));
+                }
+            }
+            stdout(&out)?;
+            Ok(exit::OK)
+        }
+        StateCmd::Prune { state, now, margin } => {
+            if !state.exists() {
+                return Err(LedgerError::Missing(state).into());
+            }
+            let now = crate::time::now_or_clock(now);
+            let n = Ledger::open(&state, Mode::ReadWrite)?
+                .prune(now, crate::capi::MAX_AGE_SECS + margin)?;
+            stdout(&format!("pruned {n} entries\n"))?;
+            Ok(exit::OK)
+        }
+        StateCmd::Export { state, file } => {
+            if !state.exists() {
+                return Err(LedgerError::Missing(state).into());
+            }
+            let l = Ledger::open_for_export(&state)?;
+            let n = if file.as_os_str() == "-" {
+                l.export_csv(&mut std::io::stdout().lock())?
+            } else {
+                let what = || format!("cannot write `{}`", file.display());
+                let f =
+                    crate::report::create_private(&file).map_err(|e| Error::output(what(), e))?;
+                let mut f = std::io::BufWriter::new(f);
+                let n = l.export_csv(&mut f)?;
+                f.flush().map_err(|e| Error::output(what(), e))?;
+                n
+            };
+            eprintln!("exported {n} entries");
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe is an error the caller treats as a normal end.
+fn stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::output("cannot write to stdout", e))
+}

@@ -1,0 +1,211 @@
+//! The command line, stage two: parsed flags (`cli`) and the mapping become fully built
+//! configurations. Everything that can be checked before a row is read is checked here, with a
+//! message that names the flag; nothing downstream re-checks, clamps or edits a config.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use crate::cli::{GraphArgs, RunArgs, SendArgs};
+use crate::error::{Error, Result};
+use crate::event::Rules;
+use crate::mapping::Plan;
+use crate::report::ReportFormat;
+use crate::secret::Secret;
+use crate::sink::{Auth, Endpoint, SinkConfig};
+use crate::source::ReadOptions;
+
+/// `validate` checks; `send` checks and delivers.
+pub enum Mode {
+    Validate,
+    Send(Box<SendConfig>),
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Validate => "validate",
+            Mode::Send(_) => "send",
+        }
+    }
+}
+
+/// What `send` adds to a run.
+pub struct SendConfig {
+    pub sink: SinkConfig,
+    /// `--max-errors`: stop after this many failed or unknown rows.
+    pub max_errors: Option<u64>,
+    /// `--grace`: how long in-flight requests may finish after a stop.
+    pub grace: Duration,
+}
+
+/// Everything a run needs, resolved from flags and the mapping.
+pub struct RunConfig {
+    pub mode: Mode,
+    pub inputs: Vec<PathBuf>,
+    pub read: ReadOptions,
+    pub plan: Plan,
+    pub rules: Rules,
+    pub report: Option<PathBuf>,
+    pub report_format: ReportFormat,
+    pub summary_json: Option<PathBuf>,
+    pub emit_payloads: Option<PathBuf>,
+    pub batch_size: std::num::NonZeroUsize,
+    pub max_body_bytes: usize,
+    pub test_event_code: Option<String>,
+    pub quiet: bool,
+    pub state: Option<PathBuf>,
+    /// `--resend-unknown` (send only).
+    pub resend_unknown: bool,
+    /// Set by SIGINT/SIGTERM; the run drains and reports every row.
+    pub interrupted: Arc<AtomicBool>,
+    pub run_id: String,
+}
+
+impl RunConfig {
+    /// Builds a run from its flags: the mapping is compiled first, then `mode` is built with it
+    /// (the sink takes `partner_agent` from the mapping).
+    pub fn build(
+        args: RunArgs,
+        resend_unknown: bool,
+        interrupted: Arc<AtomicBool>,
+        mode: impl FnOnce(&Plan) -> Result<Mode>,
+    ) -> Result<RunConfig> {
+        let RunArgs {
+            mapping,
+            report,
+            report_format,
+            summary_json,
+            emit_payloads,
+            now,
+            expiry_margin,
+            format,
+            delimiter,
+            batch_size,
+            max_body_bytes,
+            test_event_code,
+            state,
+            quiet,
+            inputs,
+        } = args;
+        if inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+            return Err(Error::Usage("`-` (stdin) can be given once".into()));
+        }
+        let plan = Plan::load(&mapping, &|v| std::env::var(v).ok())?;
+        let mode = mode(&plan)?;
+        let rules = Rules {
+            now: crate::time::now_or_clock(now),
+            expiry_margin_secs: expiry_margin,
+            payloads: matches!(mode, Mode::Send(_)) || emit_payloads.is_some(),
+        };
+        Ok(RunConfig {
+            mode,
+            inputs,
+            read: ReadOptions { format, delimiter },
+            plan,
+            rules,
+            report,
+            report_format,
+            summary_json,
+            emit_payloads,
+            batch_size,
+            max_body_bytes,
+            test_event_code,
+            quiet,
+            state,
+            resend_unknown,
+            interrupted,
+            run_id: crate::time::run_id(),
+        })
+    }
+}
+
+/// The access token (`MSGCAPI_ACCESS_TOKEN` or `--access-token-file`) and, with an app secret,
+/// its `appsecret_proof`. The one place credentials are loaded.
+pub fn credentials(graph: &GraphArgs) -> Result<Auth> {
+    let token = Secret::from_env_or_file("MSGCAPI_ACCESS_TOKEN", graph.access_token_file.as_deref())?
+        .ok_or_else(|| {
+            Error::Usage("no access token: set `MSGCAPI_ACCESS_TOKEN` or pass `--access-token-file FILE`\n  hint: the token is never accepted on the command line, so it stays out of shell history and `ps`".into())
+        })?;
+    let app_secret =
+        Secret::from_env_or_file("MSGCAPI_APP_SECRET", graph.app_secret_file.as_deref())?;
+    let appsecret_proof = app_secret.map(|s| Secret::appsecret_proof(&token, &s));
+    Ok(Auth {
+        token,
+        appsecret_proof,
+    })
+}
+
+/// `--endpoint`, checked (https, or http to loopback).
+pub fn endpoint(graph: &GraphArgs) -> Result<Endpoint> {
+    Endpoint::parse(&graph.endpoint).map_err(Error::Usage)
+}
+
+/// `msgcapi validate`.
+pub fn validate(args: RunArgs, interrupted: Arc<AtomicBool>) -> Result<RunConfig> {
+    RunConfig::build(args, false, interrupted, |_| Ok(Mode::Validate))
+}
+
+/// `msgcapi send`: the endpoint and credentials are checked before the mapping is read. With
+/// `--emulator`, the built-in emulator is started and its handle returned: keep it alive for
+/// the run.
+pub fn send(
+    args: SendArgs,
+    interrupted: Arc<AtomicBool>,
+) -> Result<(RunConfig, Option<crate::emulator::EmulatorHandle>)> {
+    let SendArgs {
+        run,
+        graph,
+        emulator,
+        concurrency,
+        rate,
+        max_retries,
+        backoff_base_ms,
+        max_retry_time,
+        max_errors,
+        resend_unknown,
+        grace,
+    } = args;
+    // The built-in emulator: an offline demo of the whole send path, with a throwaway token.
+    let (endpoint, auth, handle) = if emulator {
+        let e = crate::cli::EmulatorArgs {
+            now: run.now,
+            ..crate::cli::EmulatorArgs::default()
+        };
+        let (url, handle) = crate::emulator::spawn(e)?;
+        let auth = Auth {
+            token: Secret::new("emulator-demo-token"),
+            appsecret_proof: None,
+        };
+        (
+            Endpoint::parse(&url).map_err(Error::Usage)?,
+            auth,
+            Some(handle),
+        )
+    } else {
+        let auth = credentials(&graph)?;
+        (endpoint(&graph)?, auth, None)
+    };
+    let test_event_code = run.test_event_code.clone();
+    let cfg = RunConfig::build(run, resend_unknown, interrupted, |plan| {
+        Ok(Mode::Send(Box::new(SendConfig {
+            sink: SinkConfig {
+                endpoint,
+                api_version: graph.api_version,
+                auth,
+                partner_agent: plan.partner_agent.clone(),
+                test_event_code,
+                concurrency,
+                rate,
+                timeout: graph.timeout,
+                max_retries,
+                backoff_base: Duration::from_millis(backoff_base_ms),
+                max_retry_time,
+            },
+            max_errors,
+            grace,
+        })))
+    })?;
+    Ok((cfg, handle))
+}

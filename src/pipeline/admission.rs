@@ -1,0 +1,209 @@
+//! PURE: whether a mapped row goes on to be sent, or what it is instead: invalid or expired (its
+//! verdict), a duplicate within the run (first seen wins), already sent or of unknown outcome in
+//! an earlier run (the ledger), or not sent because the run stopped. In that order.
+
+use super::outcome::{Outcome, Stop};
+use crate::dedup::Dedup;
+use crate::event::Verdict;
+use crate::ledger::{Entry, EntryState};
+
+/// What admission decides for one row.
+#[derive(Debug)]
+pub enum Admission<'a> {
+    /// Settled now, with this outcome.
+    Settle(Outcome<'a>),
+    /// Valid and first seen: to the batcher (payloads, or the sink).
+    Batch,
+    /// Valid and first seen, and there is nothing to batch (`validate` without payloads).
+    Valid,
+}
+
+/// The run's state that admission reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Gate<'a> {
+    /// `send`: rows go to Meta; `validate`: they are only checked.
+    pub sending: bool,
+    /// Payloads are built (`send`, `validate --emit-payloads`).
+    pub payloads: bool,
+    /// `--resend-unknown`: rows an earlier run left of unknown outcome go again.
+    pub resend_unknown: bool,
+    /// Sending stopped (or, in a dry run, checking stopped).
+    pub stop: Option<&'a Stop>,
+}
+
+/// Admits row `ordinal` (verdict and dedup key from mapping; `earlier`, what the ledger knows
+/// of its key). Records its key as seen.
+pub fn admit<'a>(
+    verdict: Verdict,
+    key: Option<u128>,
+    ordinal: u64,
+    dedup: &mut Dedup,
+    earlier: Option<&'a Entry>,
+    gate: Gate<'a>,
+) -> Admission<'a> {
+    if !gate.sending && gate.stop.is_some() {
+        // An interrupted dry run reads on only so that every row is reported.
+        return Admission::Settle(Outcome::NotValidated);
+    }
+    let Some(key) = key else {
+        return Admission::Settle(match verdict {
+            Verdict::Expired => Outcome::Expired,
+            Verdict::Invalid | Verdict::Valid => Outcome::Invalid,
+        });
+    };
+    if let Some(first) = dedup.check(key, ordinal) {
+        return Admission::Settle(Outcome::Duplicate { first });
+    }
+    match earlier {
+        Some(e) if e.state == EntryState::Acknowledged => {
+            return Admission::Settle(Outcome::AlreadySent(e));
+        }
+        Some(e) if !gate.resend_unknown => return Admission::Settle(Outcome::UnknownEarlier(e)),
+        _ => {}
+    }
+    if let (true, Some(stop)) = (gate.sending, gate.stop) {
+        return Admission::Settle(Outcome::Stopped(stop));
+    }
+    if gate.payloads {
+        Admission::Batch
+    } else {
+        Admission::Valid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(state: EntryState) -> Entry {
+        Entry {
+            state,
+            dataset_id: "1".into(),
+            event_time: 0,
+            recorded_at: 0,
+            run_id: "r0".into(),
+            fbtrace_id: "FB".into(),
+            batch: 1,
+        }
+    }
+
+    fn gate(sending: bool, stop: Option<&Stop>) -> Gate<'_> {
+        Gate {
+            sending,
+            payloads: sending,
+            resend_unknown: false,
+            stop,
+        }
+    }
+
+    fn name(a: &Admission<'_>) -> String {
+        match a {
+            Admission::Settle(o) => format!("{o:?}"),
+            Admission::Batch => "Batch".into(),
+            Admission::Valid => "Valid".into(),
+        }
+    }
+
+    #[test]
+    fn verdicts_without_a_key_settle_as_they_are() {
+        let mut d = Dedup::new();
+        let g = gate(true, None);
+        assert_eq!(
+            name(&admit(Verdict::Invalid, None, 0, &mut d, None, g)),
+            "Invalid"
+        );
+        assert_eq!(
+            name(&admit(Verdict::Expired, None, 1, &mut d, None, g)),
+            "Expired"
+        );
+    }
+
+    #[test]
+    fn first_seen_wins_then_the_ledger_decides_then_the_stop() {
+        let mut d = Dedup::new();
+        let g = gate(true, None);
+        assert!(matches!(
+            admit(Verdict::Valid, Some(7), 0, &mut d, None, g),
+            Admission::Batch
+        ));
+        assert!(matches!(
+            admit(Verdict::Valid, Some(7), 5, &mut d, None, g),
+            Admission::Settle(Outcome::Duplicate { first: 0 })
+        ));
+        // A duplicate is a duplicate even when the ledger knows the key.
+        let acked = entry(EntryState::Acknowledged);
+        assert!(matches!(
+            admit(Verdict::Valid, Some(7), 6, &mut d, Some(&acked), g),
+            Admission::Settle(Outcome::Duplicate { first: 0 })
+        ));
+        assert!(matches!(
+            admit(Verdict::Valid, Some(8), 7, &mut d, Some(&acked), g),
+            Admission::Settle(Outcome::AlreadySent(_))
+        ));
+        let unknown = entry(EntryState::InFlight);
+        assert!(matches!(
+            admit(Verdict::Valid, Some(9), 8, &mut d, Some(&unknown), g),
+            Admission::Settle(Outcome::UnknownEarlier(_))
+        ));
+        let resend = Gate {
+            resend_unknown: true,
+            ..g
+        };
+        assert!(matches!(
+            admit(Verdict::Valid, Some(10), 9, &mut d, Some(&unknown), resend),
+            Admission::Batch
+        ));
+        let stop = Stop::MaxErrors(3);
+        assert!(matches!(
+            admit(
+                Verdict::Valid,
+                Some(11),
+                10,
+                &mut d,
+                None,
+                gate(true, Some(&stop))
+            ),
+            Admission::Settle(Outcome::Stopped(Stop::MaxErrors(3)))
+        ));
+        // After a stop, rows are still checked, deduplicated and looked up.
+        assert!(matches!(
+            admit(
+                Verdict::Valid,
+                Some(11),
+                11,
+                &mut d,
+                None,
+                gate(true, Some(&stop))
+            ),
+            Admission::Settle(Outcome::Duplicate { first: 10 })
+        ));
+    }
+
+    #[test]
+    fn a_dry_run_checks_until_it_is_interrupted() {
+        let mut d = Dedup::new();
+        let no_payloads = Gate {
+            payloads: false,
+            ..gate(false, None)
+        };
+        assert!(matches!(
+            admit(Verdict::Valid, Some(1), 0, &mut d, None, no_payloads),
+            Admission::Valid
+        ));
+        let payloads = Gate {
+            payloads: true,
+            ..no_payloads
+        };
+        assert!(matches!(
+            admit(Verdict::Valid, Some(2), 1, &mut d, None, payloads),
+            Admission::Batch
+        ));
+        let stop = Stop::Interrupted;
+        for v in [Verdict::Valid, Verdict::Invalid] {
+            assert!(matches!(
+                admit(v, Some(3), 2, &mut d, None, gate(false, Some(&stop))),
+                Admission::Settle(Outcome::NotValidated)
+            ));
+        }
+    }
+}

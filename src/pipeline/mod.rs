@@ -1,0 +1,235 @@
+//! The one orchestrator: source → map/validate → admission (dedup, ledger) → delivery (batch,
+//! payloads, send) → report. It wires the stages; they never call each other.
+//!
+//! - `stages.rs`: the reader and mapper threads (bounded channels: memory bounded);
+//! - `admission.rs` (pure): what becomes of a mapped row before it is sent;
+//! - `delivery.rs`: batches, payload files, the sender, the ledger, and the one wait loop;
+//! - `book.rs`: the row book, where every row gets its one outcome and waits for its turn in
+//!   the report;
+//! - `outcome.rs`: the outcomes, the stops, and every reason's wording.
+//!
+//! **Invariant:** every input row read gets exactly one report line, in input order, settled in
+//! one place (`RowBook::settle`).
+
+mod admission;
+mod book;
+mod delivery;
+mod outcome;
+mod stages;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use admission::{Admission, Gate, admit};
+use book::RowBook;
+use delivery::{Delivery, Payloads, Until};
+pub use outcome::{RunEnd, Stop};
+use stages::Stages;
+
+use crate::config::{Mode, RunConfig};
+use crate::dedup::Dedup;
+use crate::error::{Error, Result};
+use crate::ledger::{self, Ledger};
+use crate::report::{self, Progress, ReportWriter, Summary};
+use crate::sink::Batcher;
+use crate::source;
+
+/// Rows the book may hold before partial batches are sent to make progress (memory bound).
+const MAX_BUFFERED_ROWS: usize = 200_000;
+
+/// What a run ended with.
+pub struct Outcome {
+    pub exit_code: u8,
+    pub summary: Summary,
+}
+
+/// Runs validate or send end to end. `Err` only for what stops a run before any row is read
+/// (exit 2 or 3, see `Error::exit_code`) or keeps its report from being finished.
+pub fn run(cfg: RunConfig) -> Result<Outcome> {
+    let started = Instant::now();
+    let names: Vec<String> = cfg.inputs.iter().map(|p| source::display_name(p)).collect();
+    // Everything that can fail before a row is read fails here: inputs (a missing column),
+    // the ledger, the payload directory, the report.
+    let sources = open_inputs(&cfg)?;
+    let ledger = open_ledger(&cfg)?;
+    let payloads = payload_dir(&cfg)?;
+    let report = ReportWriter::create(cfg.report.as_deref(), cfg.report_format, names.clone())
+        .map_err(|e| Error::output(report_name(&cfg), e))?;
+    let batcher = Batcher::new(cfg.batch_size, cfg.max_body_bytes);
+    let send = match &cfg.mode {
+        Mode::Send(s) => Some(&**s),
+        Mode::Validate => None,
+    };
+    let (run_id, now) = (cfg.run_id.clone(), cfg.rules.now);
+    let flag = cfg.interrupted.clone();
+    let mut delivery = Delivery::start(send, batcher, ledger, payloads, flag, run_id, now)?;
+    let skip = send.is_none().then(|| cfg.interrupted.clone());
+    let stages = Stages::start(sources, Arc::new(cfg.plan.clone()), cfg.rules, skip)
+        .map_err(|e| Error::Other(anyhow::anyhow!("cannot start the reader threads: {e}")))?;
+    let progress = Progress::new(total_bytes(&cfg), cfg.quiet);
+    let mut book = RowBook::new(report, names, cfg.plan.key_description());
+    let mut end = RunEnd::default();
+    let mut dedup = Dedup::new();
+
+    while end.reads_on() {
+        let Some(next) = stages.next() else { break };
+        let mut mapped = match next {
+            Ok(m) => m,
+            Err(e) => {
+                end.unread(e);
+                break;
+            }
+        };
+        if cfg.interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            end.stop(Stop::Interrupted);
+        }
+        admit_chunk(
+            &cfg,
+            &mut book,
+            &mut delivery,
+            &mut end,
+            &mut dedup,
+            &mut mapped,
+        );
+        stages.recycle(mapped.chunk, mapped.mapped);
+        delivery.wait(&mut book, &mut end, Until::Submitted);
+        if book.len() > MAX_BUFFERED_ROWS {
+            delivery.cut_open(&mut end);
+            delivery.wait(&mut book, &mut end, Until::BookBelow(MAX_BUFFERED_ROWS));
+        }
+        progress.update(stages.bytes_read(), book.entered(), || delivery.stats());
+    }
+    if let Err(e) = stages.finish() {
+        end.unread(e);
+    }
+    delivery.cut_open(&mut end);
+    delivery.wait(&mut book, &mut end, Until::Idle);
+    delivery.finish(&mut end);
+    progress.finish();
+
+    let summary = book
+        .finish()
+        .map_err(|e| Error::output("cannot finish writing the report", e))?
+        .unwrap_or_default();
+    let exit_code = end.exit_code(summary.problems());
+    let info = report::summary::RunInfo {
+        command: cfg.mode.name(),
+        run_id: &cfg.run_id,
+        files: cfg.inputs.iter().map(|p| source::display_name(p)).collect(),
+        mapping: cfg.plan.file.display().to_string(),
+        now: cfg.rules.now,
+        api_version: match &cfg.mode {
+            Mode::Send(s) => Some(&s.sink.api_version),
+            Mode::Validate => None,
+        },
+        report: cfg.report.as_ref(),
+        summary_json: cfg.summary_json.as_ref(),
+        quiet: cfg.quiet,
+    };
+    report::summary::tell(&info, &summary, &end.ending(exit_code), started.elapsed())?;
+    Ok(Outcome { exit_code, summary })
+}
+
+/// The sequential stage for one chunk: admission of each row in input order, then the row book
+/// (settled now) or delivery (settled when its batch is done).
+fn admit_chunk(
+    cfg: &RunConfig,
+    book: &mut RowBook,
+    delivery: &mut Delivery,
+    end: &mut RunEnd,
+    dedup: &mut Dedup,
+    m: &mut stages::MappedChunk,
+) {
+    // One ledger read per chunk for every valid row's key.
+    let known = delivery.known(m.mapped.iter().map(|r| r.key));
+    let sending = matches!(cfg.mode, Mode::Send(_));
+    let stop = end.stop.clone();
+    let gate = Gate {
+        sending,
+        payloads: cfg.rules.payloads,
+        resend_unknown: cfg.resend_unknown,
+        stop: stop.as_ref(),
+    };
+    let rows = &m.chunk.rows;
+    for (i, row) in m.mapped.drain(..).enumerate() {
+        let ticket = book.enter(m.file, &rows[i], row.reason, row.identity, row.key);
+        let earlier = known.get(i).and_then(Option::as_ref);
+        match admit(row.verdict, row.key, ticket.ordinal(), dedup, earlier, gate) {
+            Admission::Settle(outcome) => book.settle(ticket, outcome),
+            Admission::Batch if let Some(json) = row.json => {
+                let dataset = book.get(&ticket).map_or("", |(id, _)| &id.dataset_id);
+                delivery.push(end, dataset, ticket, json)
+            }
+            Admission::Valid | Admission::Batch => {
+                book.settle(ticket, outcome::Outcome::Valid { batch: None })
+            }
+        }
+    }
+}
+
+fn open_inputs(cfg: &RunConfig) -> Result<Vec<Box<dyn source::Source>>> {
+    let mut sources = Vec::with_capacity(cfg.inputs.len());
+    for path in &cfg.inputs {
+        match source::open(path, &cfg.plan.columns, &cfg.read) {
+            Ok(s) => sources.push(s),
+            Err(source::SourceError::MissingColumns {
+                path,
+                missing,
+                found,
+            }) => {
+                let name = source::display_name(&path);
+                return Err(cfg
+                    .plan
+                    .missing_columns_error(&name, &missing, &found)
+                    .into());
+            }
+            Err(e) => return Err(Error::Input(e.to_string())),
+        }
+    }
+    Ok(sources)
+}
+
+fn open_ledger(cfg: &RunConfig) -> Result<Option<Ledger>> {
+    let Some(p) = &cfg.state else {
+        return Ok(None);
+    };
+    let mode = match cfg.mode {
+        Mode::Send(_) => ledger::Mode::ReadWrite,
+        Mode::Validate => ledger::Mode::ReadOnly,
+    };
+    Ok(Some(Ledger::open(p, mode)?))
+}
+
+fn payload_dir(cfg: &RunConfig) -> Result<Option<Payloads>> {
+    let Some(dir) = &cfg.emit_payloads else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::output(
+            format!(
+                "cannot create `--emit-payloads` directory `{}`",
+                dir.display()
+            ),
+            e,
+        )
+    })?;
+    Ok(Some(Payloads {
+        dir: dir.clone(),
+        partner_agent: cfg.plan.partner_agent.clone(),
+        test_event_code: cfg.test_event_code.clone(),
+    }))
+}
+
+fn report_name(cfg: &RunConfig) -> String {
+    match &cfg.report {
+        Some(p) => format!("cannot write the report `{}`", p.display()),
+        None => "cannot write the report to stdout".into(),
+    }
+}
+
+fn total_bytes(cfg: &RunConfig) -> u64 {
+    cfg.inputs
+        .iter()
+        .filter_map(|p| source::input_size(p))
+        .sum()
+}

@@ -1,0 +1,390 @@
+//! What becomes of a row ([`Outcome`]), why a run stops sending or reading ([`Stop`],
+//! [`RunEnd`]), and the one place every reason a user reads is worded ([`Outcome::render`],
+//! [`Stop::reason`]). The exit code of a run that reports rows is derived here, once.
+
+use std::time::Duration;
+
+use crate::error::exit;
+use crate::ledger::Entry;
+use crate::report::Status;
+use crate::sink::classify::fatal_message;
+use crate::sink::client::MAX_WAIT;
+use crate::sink::{Answer, Delivery, FatalKind, GaveUp, GraphError, NotSent};
+
+/// The final fate of one row, decided by admission, by delivery, or by a stop.
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    /// Passed every rule (validate); `batch` when its payload was written.
+    Valid { batch: Option<u64> },
+    /// Broke a rule: the row's own reason says which.
+    Invalid,
+    /// Older than Meta's window: the row's own reason says how old.
+    Expired,
+    /// Same dedup key as the row at this ordinal.
+    Duplicate { first: u64 },
+    /// The ledger says an earlier run delivered it.
+    AlreadySent(&'a Entry),
+    /// The ledger says an earlier run sent it without learning the outcome.
+    UnknownEarlier(&'a Entry),
+    /// A dry run that was interrupted reads on without checking.
+    NotValidated,
+    /// The run stopped sending before this row left.
+    Stopped(&'a Stop),
+    /// What the sink says happened to it.
+    Delivered(&'a Delivery, Answer),
+    /// The sender vanished while this row's request was out: it may have arrived.
+    Lost,
+}
+
+impl Outcome<'_> {
+    /// The status and reason a row gets; `own` is the row's reason from mapping (its problems,
+    /// or notes on fields left out). Every reason text of the report is worded here.
+    pub fn render(
+        &self,
+        own: &mut String,
+        key_desc: &str,
+        locate: impl Fn(u64) -> String,
+    ) -> Status {
+        let mut set = |s: String| *own = s;
+        match self {
+            Outcome::Valid { .. } => Status::Valid,
+            Outcome::Invalid => Status::Invalid,
+            Outcome::Expired => Status::Expired,
+            Outcome::Duplicate { first } => {
+                set(format!("same dedup key ({key_desc}) as {}", locate(*first)));
+                Status::Duplicate
+            }
+            Outcome::AlreadySent(e) => {
+                set(format!(
+                    "Meta acknowledged this event in run {} (fbtrace_id {})",
+                    e.run_id, e.fbtrace_id
+                ));
+                Status::AlreadySent
+            }
+            Outcome::UnknownEarlier(e) => {
+                set(format!(
+                    "run {} sent this event but its outcome is unknown (no answer, or an answer that did not count every event); it may have been delivered, so it is not resent (pass --resend-unknown to send it again)",
+                    e.run_id
+                ));
+                Status::Unknown
+            }
+            Outcome::NotValidated => {
+                set("not validated: the run was interrupted (SIGINT/SIGTERM)".into());
+                Status::NotAttempted
+            }
+            Outcome::Stopped(stop) => {
+                set(stop.reason());
+                Status::NotAttempted
+            }
+            Outcome::Lost => {
+                set("the sender stopped unexpectedly; outcome unknown, not resent".into());
+                Status::Unknown
+            }
+            Outcome::Delivered(d, _) => match d {
+                Delivery::Sent { .. } => Status::Sent,
+                Delivery::Failed { error, gave_up } => {
+                    set(failed(error, *gave_up));
+                    Status::Failed
+                }
+                Delivery::Unknown { error } => {
+                    set(error.message.clone());
+                    Status::Unknown
+                }
+                Delivery::NotSent { why, error } => {
+                    set(not_sent(why, error.as_ref()));
+                    Status::NotAttempted
+                }
+            },
+        }
+    }
+
+    /// The report columns after `event_time`.
+    pub fn answer(&self) -> Answer {
+        match self {
+            Outcome::Valid { batch } => Answer {
+                batch: *batch,
+                ..Answer::default()
+            },
+            Outcome::AlreadySent(e) => Answer {
+                fbtrace_id: (!e.fbtrace_id.is_empty()).then(|| e.fbtrace_id.clone()),
+                ..Answer::default()
+            },
+            Outcome::Delivered(_, a) => a.clone(),
+            _ => Answer::default(),
+        }
+    }
+}
+
+/// A failed row: Meta's last message, and why the retries ended if they did.
+fn failed(error: &GraphError, gave_up: Option<GaveUp>) -> String {
+    match gave_up {
+        None => error.message.clone(),
+        Some(GaveUp::Attempts(n)) => format!("{} (gave up after {})", error.message, attempts(n)),
+        Some(GaveUp::OutOfTime {
+            attempts: n,
+            budget,
+        }) => format!(
+            "{} (gave up after {}: the retry time ran out, `--max-retry-time {}`)",
+            error.message,
+            attempts(n),
+            flag_duration(budget)
+        ),
+        Some(GaveUp::MetaAsked { attempts: n, wait }) => format!(
+            "{} (gave up after {}: {})",
+            error.message,
+            attempts(n),
+            meta_asked(wait)
+        ),
+    }
+}
+
+/// A row the sink did not send (the run stopped: the pipeline words that, see
+/// [`Outcome::Stopped`]).
+fn not_sent(why: &NotSent, error: Option<&GraphError>) -> String {
+    match why {
+        NotSent::RunStopped => "not sent: the run stopped".into(),
+        NotSent::RunStoppedWhileIsolating => {
+            "not sent: the run stopped while isolating a rejected event".into()
+        }
+        NotSent::Refused => format!(
+            "not sent: {}",
+            error
+                .map(|e| e.message.as_str())
+                .unwrap_or("Meta refused it")
+        ),
+        NotSent::MetaAsked(wait) => format!("not sent: {}", meta_asked(*wait)),
+        NotSent::OutOfRetryTime { budget } => format!(
+            "not sent: Meta's throttling holds the run longer than `--max-retry-time {}`; rerun later",
+            flag_duration(*budget)
+        ),
+    }
+}
+
+/// Why a wait Meta asked for was not waited out, e.g. `Meta asked to wait 20 min, longer than
+/// msgcapi waits (15 min); rerun later`.
+fn meta_asked(wait: Duration) -> String {
+    format!(
+        "Meta asked to wait {} min, longer than msgcapi waits ({} min); rerun later",
+        wait.as_secs().div_ceil(60),
+        MAX_WAIT.as_secs() / 60
+    )
+}
+
+/// `1 attempt`, `3 attempts`.
+fn attempts(n: u32) -> String {
+    if n == 1 {
+        "1 attempt".into()
+    } else {
+        format!("{n} attempts")
+    }
+}
+
+/// A duration as the flags write it: `30m`, `90s`, `2h`, `1h30m`.
+fn flag_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, 0) => format!("{m}m"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, 0) => format!("{h}h{m}m"),
+        _ => format!("{s}s"),
+    }
+}
+
+/// Why a run stopped sending before the end of its input.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stop {
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// `--max-errors` rows failed or have an unknown outcome.
+    MaxErrors(u64),
+    /// Meta refused the token or a permission: nothing further can succeed.
+    Refused { kind: FatalKind, error: GraphError },
+    /// The state ledger cannot record a batch or an answer.
+    StateUnwritable(String),
+    /// The report or a payload file cannot be written.
+    OutputUnwritable(String),
+    /// The report goes to stdout and its reader closed it (`msgcapi validate ... | head`): a
+    /// quiet end, as for any command whose output is cut short.
+    ReportClosed,
+    /// The sender's runtime died.
+    SenderLost,
+}
+
+impl Stop {
+    /// The reason of a row not sent because of this stop.
+    pub fn reason(&self) -> String {
+        match self {
+            Stop::Interrupted => "not sent: the run was interrupted (SIGINT/SIGTERM)".into(),
+            Stop::MaxErrors(n) => {
+                format!("not sent: the run stopped after {n} failed or unknown rows (--max-errors)")
+            }
+            Stop::Refused { kind, error } => {
+                format!("not sent: the run stopped: {}", fatal_message(*kind, error))
+            }
+            Stop::StateUnwritable(_) => {
+                "not sent: the run stopped: the state file cannot be written".into()
+            }
+            Stop::OutputUnwritable(_) => {
+                "not sent: the run stopped: the report cannot be written".into()
+            }
+            Stop::ReportClosed => "not sent: the report's reader closed it".into(),
+            Stop::SenderLost => "not sent: the sender stopped unexpectedly".into(),
+        }
+    }
+
+    /// The error line for stderr, when this stop is an error (not an interrupt or a limit).
+    fn error(&self) -> Option<String> {
+        match self {
+            Stop::Interrupted | Stop::MaxErrors(_) | Stop::ReportClosed => None,
+            Stop::Refused { kind, error } => Some(fatal_message(*kind, error)),
+            Stop::StateUnwritable(e) | Stop::OutputUnwritable(e) => Some(e.clone()),
+            Stop::SenderLost => Some("the sender stopped unexpectedly".into()),
+        }
+    }
+}
+
+/// How a run is ending, recorded as things happen: the first stop of sending wins, and reading
+/// may end early on its own (the rows read are still delivered). The exit code, the stderr
+/// lines and the summary's `stopped` all come from it.
+#[derive(Debug, Default)]
+pub struct RunEnd {
+    pub stop: Option<Stop>,
+    /// The input could not be read to its end: why.
+    pub unread: Option<String>,
+}
+
+impl RunEnd {
+    /// Stops sending, unless the run already stopped.
+    pub fn stop(&mut self, s: Stop) {
+        self.stop.get_or_insert(s);
+    }
+
+    /// Records that reading ended early.
+    pub fn unread(&mut self, message: String) {
+        self.unread.get_or_insert(message);
+    }
+
+    /// Reading goes on only to report the rest (never when the report itself is gone).
+    pub fn reads_on(&self) -> bool {
+        self.unread.is_none()
+            && !matches!(
+                self.stop,
+                Some(Stop::OutputUnwritable(_) | Stop::ReportClosed)
+            )
+    }
+
+    /// The report could not be written (or read): what to stop with.
+    pub fn report_failed(&mut self, e: &std::io::Error) {
+        self.stop(if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Stop::ReportClosed
+        } else {
+            Stop::OutputUnwritable(format!("cannot write the report: {e}"))
+        });
+    }
+
+    /// The exit code of a run that got this far with `problems` rows needing a look.
+    pub fn exit_code(&self, problems: u64) -> u8 {
+        match (&self.stop, &self.unread) {
+            (Some(Stop::Interrupted), _) => exit::INTERRUPTED,
+            (Some(Stop::ReportClosed), _) => exit::OK,
+            (None | Some(Stop::MaxErrors(_)), None) if problems > 0 => exit::ROWS,
+            (None | Some(Stop::MaxErrors(_)), None) => exit::OK,
+            _ => exit::ABORTED,
+        }
+    }
+
+    /// The errors to print, one per line (`error: ` is added by the caller).
+    pub fn errors(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.unread.iter().cloned().collect();
+        v.extend(self.stop.as_ref().and_then(Stop::error));
+        v
+    }
+
+    /// How the summary tells this ending.
+    pub fn ending(&self, exit_code: u8) -> crate::report::summary::Ending {
+        crate::report::summary::Ending {
+            exit_code,
+            errors: self.errors(),
+            stopped: self.stopped(),
+            stop_line: self
+                .stop
+                .as_ref()
+                .filter(|s| s.error().is_none() && **s != Stop::ReportClosed)
+                .map(Stop::reason),
+            silent: self.stop == Some(Stop::ReportClosed),
+        }
+    }
+
+    /// The summary's `stopped`: why sending or reading stopped early.
+    pub fn stopped(&self) -> Option<String> {
+        self.stop
+            .as_ref()
+            .map(Stop::reason)
+            .or_else(|| self.unread.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_and_durations_read_as_the_flags_write_them() {
+        assert_eq!(
+            meta_asked(Duration::from_secs(15 * 60 + 1)),
+            "Meta asked to wait 16 min, longer than msgcapi waits (15 min); rerun later"
+        );
+        assert_eq!(attempts(1), "1 attempt");
+        assert_eq!(attempts(3), "3 attempts");
+        for (secs, text) in [
+            (0, "0s"),
+            (2, "2s"),
+            (90, "90s"),
+            (1800, "30m"),
+            (3600, "1h"),
+            (5400, "1h30m"),
+            (3601, "3601s"),
+        ] {
+            assert_eq!(flag_duration(Duration::from_secs(secs)), text);
+        }
+    }
+
+    #[test]
+    fn the_exit_code_follows_how_the_run_ended() {
+        let end = |stop: Option<Stop>, unread: Option<&str>| RunEnd {
+            stop,
+            unread: unread.map(String::from),
+        };
+        assert_eq!(end(None, None).exit_code(0), exit::OK);
+        assert_eq!(end(None, None).exit_code(3), exit::ROWS);
+        assert_eq!(end(Some(Stop::MaxErrors(5)), None).exit_code(5), exit::ROWS);
+        assert_eq!(
+            end(Some(Stop::Interrupted), None).exit_code(0),
+            exit::INTERRUPTED
+        );
+        assert_eq!(
+            end(Some(Stop::Interrupted), Some("x")).exit_code(0),
+            exit::INTERRUPTED
+        );
+        assert_eq!(end(None, Some("truncated")).exit_code(0), exit::ABORTED);
+        let refused = Stop::Refused {
+            kind: FatalKind::Auth,
+            error: GraphError::default(),
+        };
+        assert_eq!(end(Some(refused), None).exit_code(0), exit::ABORTED);
+        assert_eq!(
+            end(Some(Stop::StateUnwritable("disk".into())), None).exit_code(0),
+            exit::ABORTED
+        );
+        assert_eq!(
+            end(Some(Stop::SenderLost), None).exit_code(0),
+            exit::ABORTED
+        );
+        // The first stop wins.
+        let mut e = RunEnd::default();
+        e.stop(Stop::Interrupted);
+        e.stop(Stop::MaxErrors(1));
+        assert_eq!(e.stop, Some(Stop::Interrupted));
+    }
+}

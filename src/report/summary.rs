@@ -1,0 +1,223 @@
+//! The run summary: counts per status, channel and event name (kept while the report is
+//! written), the paragraph on stderr, and `--summary-json`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{ReportRow, Status};
+use crate::error::{Error, Result};
+
+/// Counts for the summary.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Summary {
+    pub rows: u64,
+    pub by_status: BTreeMap<&'static str, u64>,
+    pub by_channel: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    pub by_event_name: BTreeMap<String, BTreeMap<&'static str, u64>>,
+}
+
+/// Distinct channels or event names the summary keeps apart; rows with any further value are
+/// counted under `(other)`, so an export full of junk names cannot grow the summary unbounded.
+pub const MAX_SUMMARY_KEYS: usize = 100;
+
+/// Counts status `s` under `key` (skipped when empty), allocating only for a new key.
+fn bump(map: &mut BTreeMap<String, BTreeMap<&'static str, u64>>, key: &str, s: &'static str) {
+    if key.is_empty() {
+        return;
+    }
+    let key = if map.contains_key(key) || map.len() < MAX_SUMMARY_KEYS {
+        key
+    } else {
+        "(other)"
+    };
+    if let Some(per) = map.get_mut(key) {
+        *per.entry(s).or_default() += 1;
+    } else {
+        map.entry(key.to_string()).or_default().insert(s, 1);
+    }
+}
+
+impl Summary {
+    pub(super) fn count(&mut self, r: &ReportRow) {
+        self.rows += 1;
+        let s = r.status.as_str();
+        *self.by_status.entry(s).or_default() += 1;
+        bump(&mut self.by_channel, &r.identity.channel, s);
+        bump(&mut self.by_event_name, &r.identity.event_name, s);
+    }
+
+    pub fn get(&self, s: Status) -> u64 {
+        self.by_status.get(s.as_str()).copied().unwrap_or(0)
+    }
+
+    pub fn problems(&self) -> u64 {
+        self.by_status
+            .iter()
+            .filter(|(k, _)| {
+                matches!(
+                    **k,
+                    "invalid" | "expired" | "failed" | "unknown" | "not_attempted"
+                )
+            })
+            .map(|(_, v)| *v)
+            .sum()
+    }
+}
+
+/// What the summary says about the run besides its counts.
+pub struct RunInfo<'a> {
+    /// `validate` or `send`.
+    pub command: &'static str,
+    pub run_id: &'a str,
+    pub files: Vec<String>,
+    pub mapping: String,
+    pub now: i64,
+    pub api_version: Option<&'a str>,
+    pub report: Option<&'a PathBuf>,
+    pub summary_json: Option<&'a PathBuf>,
+    pub quiet: bool,
+}
+
+/// How the run ended, as the summary tells it.
+pub struct Ending {
+    pub exit_code: u8,
+    /// One line each, without `error: `.
+    pub errors: Vec<String>,
+    /// Why sending or reading stopped early, as a row's reason says it (`--summary-json`).
+    pub stopped: Option<String>,
+    /// A stop that is not an error (Ctrl-C, `--max-errors`), for the paragraph.
+    pub stop_line: Option<String>,
+    /// Nothing to tell: the report's reader closed stdout.
+    pub silent: bool,
+}
+
+/// Writes `--summary-json` and tells stderr how the run went (with `--quiet`, only its errors).
+pub fn tell(info: &RunInfo<'_>, s: &Summary, end: &Ending, elapsed: Duration) -> Result<()> {
+    let elapsed = elapsed.as_secs_f64();
+    if let Some(p) = info.summary_json {
+        write_json(p, info, s, end, elapsed)
+            .map_err(|e| Error::output(format!("cannot write `{}`", p.display()), e))?;
+    }
+    if end.silent {
+        return Ok(());
+    }
+    if info.quiet {
+        for e in &end.errors {
+            eprintln!("error: {e}");
+        }
+    } else {
+        eprintln!("{}", paragraph(info, s, end, elapsed));
+    }
+    Ok(())
+}
+
+fn write_json(
+    p: &std::path::Path,
+    info: &RunInfo<'_>,
+    s: &Summary,
+    end: &Ending,
+    elapsed: f64,
+) -> std::io::Result<()> {
+    let j = serde_json::json!({
+        "command": info.command,
+        "run_id": info.run_id,
+        "files": info.files,
+        "mapping": info.mapping,
+        "now": info.now,
+        "api_version": info.api_version,
+        "rows": s.rows,
+        "by_status": s.by_status,
+        "by_channel": s.by_channel,
+        "by_event_name": s.by_event_name,
+        "duration_secs": elapsed,
+        "rows_per_sec": if elapsed > 0.0 { s.rows as f64 / elapsed } else { 0.0 },
+        "peak_rss_bytes": peak_rss_bytes(),
+        "exit_code": end.exit_code,
+        "stopped": end.stopped,
+    });
+    let mut f = super::create_private(p)?;
+    serde_json::to_writer_pretty(&mut f, &j)?;
+    std::io::Write::write_all(&mut f, b"\n")
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), for the summary and the benchmark.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn paragraph(info: &RunInfo<'_>, s: &Summary, end: &Ending, elapsed: f64) -> String {
+    let counts: Vec<String> = s
+        .by_status
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    let rate = if elapsed > 0.0 {
+        s.rows as f64 / elapsed
+    } else {
+        0.0
+    };
+    let n = info.files.len();
+    let mut p = format!(
+        "msgcapi {}: {} rows from {} file{} in {:.2}s ({:.0} rows/s): {}.",
+        info.command,
+        s.rows,
+        n,
+        if n == 1 { "" } else { "s" },
+        elapsed,
+        rate,
+        if counts.is_empty() {
+            "nothing to do".into()
+        } else {
+            counts.join(", ")
+        }
+    );
+    if let Some(r) = info.report {
+        p.push_str(&format!(" Report: {}.", r.display()));
+    }
+    for e in &end.errors {
+        p.push_str(&format!("\nerror: {e}"));
+    }
+    if let Some(st) = &end.stop_line {
+        p.push_str(&format!(
+            "\nstopped: {}",
+            st.trim_start_matches("not sent: ")
+        ));
+    }
+    let meaning = match end.exit_code {
+        0 => "all rows accounted for, none need attention",
+        1 => "completed; some rows need attention (see the report)",
+        3 => "aborted; rows not processed are in the report as not_attempted",
+        130 => "interrupted",
+        _ => "",
+    };
+    p.push_str(&format!("\nexit {}: {meaning}", end.exit_code));
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Status;
+    use crate::report::tests::row;
+
+    #[test]
+    fn summary_keeps_a_bounded_number_of_event_names() {
+        let mut s = Summary::default();
+        for i in 0..MAX_SUMMARY_KEYS + 50 {
+            let mut r = row(Status::Invalid);
+            r.identity.event_name = format!("junk{i}").into();
+            s.count(&r);
+            s.count(&r);
+        }
+        s.count(&row(Status::Sent));
+        assert_eq!(s.by_event_name.len(), MAX_SUMMARY_KEYS + 1);
+        assert_eq!(s.by_event_name["junk0"]["invalid"], 2);
+        assert_eq!(s.by_event_name["(other)"]["invalid"], 100);
+        assert_eq!(s.by_event_name["(other)"]["sent"], 1);
+        assert_eq!(s.by_channel["whatsapp"]["invalid"], 300);
+    }
+}
