@@ -8,6 +8,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
+use super::request::PARAMS;
+
 const ALLOWED_EVENTS: [&str; 14] = [
     "Purchase",
     "LeadSubmitted",
@@ -29,21 +31,6 @@ const ALLOWED_EVENTS: [&str; 14] = [
 /// not required, and the Python SDK sends it as given.
 const HASHED_FIELDS: [&str; 10] = [
     "em", "ph", "fn", "ln", "ct", "st", "zp", "country", "db", "ge",
-];
-
-/// The documented top-level parameters of `POST /{dataset}/events`, plus `id`, which the Node
-/// SDK adds (the dataset's own id, as every SDK object write does).
-const PARAMS: [&str; 10] = [
-    "data",
-    "partner_agent",
-    "test_event_code",
-    "namespace_id",
-    "upload_id",
-    "upload_tag",
-    "upload_source",
-    "access_token",
-    "appsecret_proof",
-    "id",
 ];
 
 /// Why Meta rejects a whole batch: `(error_subcode, message)`, always code 100.

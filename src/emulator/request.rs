@@ -13,6 +13,21 @@ use std::io::Read;
 
 use serde_json::{Map, Value};
 
+/// The documented top-level parameters of `POST /{dataset}/events`, plus `id`, which the Node
+/// SDK adds (the dataset's own id, as every SDK object write does).
+pub(super) const PARAMS: [&str; 10] = [
+    "data",
+    "partner_agent",
+    "test_event_code",
+    "namespace_id",
+    "upload_id",
+    "upload_tag",
+    "upload_source",
+    "access_token",
+    "appsecret_proof",
+    "id",
+];
+
 /// How the body was sent, from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Shape {
@@ -37,9 +52,10 @@ impl Shape {
 #[derive(Debug)]
 pub(super) struct Request {
     pub shape: Shape,
-    /// The top-level parameters: the body's, then the query string's for names the body lacks.
-    /// Form and query values are strings; JSON values are as sent. `Err` says why the body could
-    /// not be read.
+    /// The top-level parameters: the body's, then those of [`PARAMS`] in the query string that
+    /// the body lacks (other query parameters, such as Graph's `pretty` or `debug`, are not the
+    /// endpoint's and are ignored). Form and query values are strings; JSON values are as sent.
+    /// `Err` says why the body could not be read.
     pub params: Result<Map<String, Value>, String>,
     /// `access_token` from the body, else the `Authorization` header, else the query string.
     pub token: Option<String>,
@@ -87,7 +103,9 @@ pub(super) fn parse(
     let proof = body_str("appsecret_proof").or_else(|| query_str("appsecret_proof"));
     let params = body_params.map(|mut m| {
         for (k, v) in query {
-            m.entry(k).or_insert(v);
+            if PARAMS.contains(&k.as_str()) {
+                m.entry(k).or_insert(v);
+            }
         }
         m
     });
@@ -361,11 +379,12 @@ mod tests {
         let r = parse(
             Some("application/json"),
             None,
-            "test_event_code=Q&data=%5B%5D",
+            "test_event_code=Q&data=%5B%5D&pretty=0",
             br#"{"data": [{}]}"#,
         );
         assert_eq!(params(&r)["data"], json!([{}]));
         assert_eq!(params(&r)["test_event_code"], "Q");
+        assert!(!params(&r).contains_key("pretty"));
         let r = parse(None, None, "data=%5B%5D", b"");
         assert_eq!(r.shape, Shape::Empty);
         assert_eq!(params(&r)["data"], "[]");
