@@ -2,8 +2,12 @@
 //! makes and deterministic fault injection. For msgcapi's tests and benchmarks, and for partners'
 //! own pipeline tests.
 //!
-//! Its checks are written from capi-spec.md, independently of the client's validation code
-//! (`crate::event`), so a client bug shows up as a rejection here instead of being mirrored.
+//! It serves every request shape Meta accepts, not only msgcapi's: JSON, form and multipart
+//! bodies, the token in the body, the query string or an `Authorization` header
+//! ([`request`] reads them all into one form), so partners can also test the code they wrote with
+//! Meta's SDKs against it. Its checks ([`check`]) are written from capi-spec.md, independently
+//! of the client's validation code (`crate::event`), so a client bug shows up as a rejection here
+//! instead of being mirrored.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -18,41 +22,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
+mod check;
+mod request;
+
 pub use crate::cli::EmulatorArgs;
 
 /// Largest request body accepted (Meta's own limit is not documented; ours is generous).
 const MAX_BODY: usize = 16 << 20;
-
-const ALLOWED_EVENTS: [&str; 14] = [
-    "Purchase",
-    "LeadSubmitted",
-    "InitiateCheckout",
-    "AddToCart",
-    "ViewContent",
-    "OrderCreated",
-    "OrderShipped",
-    "OrderDelivered",
-    "OrderCanceled",
-    "OrderReturned",
-    "CartAbandoned",
-    "QualifiedLead",
-    "RatingProvided",
-    "ReviewProvided",
-];
-
-const HASHED_FIELDS: [&str; 11] = [
-    "em",
-    "ph",
-    "fn",
-    "ln",
-    "ct",
-    "st",
-    "zp",
-    "country",
-    "db",
-    "ge",
-    "external_id",
-];
 
 struct State {
     args: EmulatorArgs,
@@ -281,46 +257,6 @@ fn graph_error(
     reply(status, json!({ "error": e }))
 }
 
-/// Percent-decoding for form bodies and query strings.
-fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn form_to_json(s: &str) -> Value {
-    let mut m = serde_json::Map::new();
-    for pair in s.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = url_decode(v);
-        let val = if k == "data" {
-            serde_json::from_str(&v).unwrap_or(Value::String(v))
-        } else {
-            Value::String(v)
-        };
-        m.insert(url_decode(k), val);
-    }
-    Value::Object(m)
-}
-
 struct Faults {
     drop: bool,
     fail: Option<u16>,
@@ -348,31 +284,37 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
             ));
         }
     };
-    let body = if headers
-        .get(hyper::header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        == Some("gzip")
-    {
-        let mut d = flate2::read::GzDecoder::new(&body[..]);
-        let mut out = Vec::new();
-        match std::io::Read::read_to_end(&mut d, &mut out) {
-            Ok(_) => Bytes::from(out),
-            Err(_) => return Ok(graph_error(400, 100, None, "Invalid gzip body", None, "A0")),
+    let header = |h: hyper::header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+    let gzip = header(hyper::header::CONTENT_ENCODING)
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
+    let body = if gzip {
+        match request::gunzip(&body, MAX_BODY) {
+            Ok(b) => Bytes::from(b),
+            Err((status, e)) => return Ok(graph_error(status, 100, None, e, None, "A0")),
         }
     } else {
         body
     };
-    let is_form = headers
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    let parsed: Option<Value> = if body.is_empty() {
-        None
-    } else if is_form {
-        Some(form_to_json(&String::from_utf8_lossy(&body)))
-    } else {
-        serde_json::from_slice(&body).ok()
+    // Any shape Meta accepts (JSON, form fields, multipart; the token in the body, a header or
+    // the query string), as one set of parameters; `data` as event objects.
+    let mut parsed = request::parse(
+        header(hyper::header::CONTENT_TYPE),
+        header(hyper::header::AUTHORIZATION),
+        &query,
+        &body,
+    );
+    drop(body);
+    // Events in the request, for the log: as read, else the length of a `data` array that did
+    // not read as events.
+    let sent = match &parsed.params {
+        Ok(p) => p.get("data").and_then(Value::as_array).map_or(0, Vec::len),
+        Err(_) => 0,
     };
+    let data = match &mut parsed.params {
+        Ok(p) => request::events(p),
+        Err(e) => Err(e.clone()),
+    };
+    let events = data.as_ref().map_or(sent, Vec::len);
 
     // Fault decisions, in request order, from the seeded generator.
     let faults = {
@@ -415,18 +357,14 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
         [_version, id, endpoint] => (id.to_string(), endpoint.to_string()),
         _ => (String::new(), String::new()),
     };
-    let events = parsed
-        .as_ref()
-        .and_then(|p| p.get("data"))
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
+    let shape = parsed.shape.name();
     let log = |status: u16, code: Option<i64>, dropped: bool| {
         if let Some(l) = &state.log {
             let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0);
-            let line = json!({"t": t, "request": n, "dataset_id": id, "path": path, "events": events, "status": status, "code": code, "dropped": dropped});
+            let line = json!({"t": t, "request": n, "dataset_id": id, "path": path, "events": events, "body": shape, "status": status, "code": code, "dropped": dropped});
             if let Ok(mut f) = l.lock() {
                 let _ = writeln!(f, "{line}");
                 let _ = f.flush();
@@ -477,24 +415,9 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
         return answer(r, Some(code));
     }
 
-    // The token: body (events, dataset POST), Authorization header or query (dataset GET).
-    let bearer = headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(String::from);
-    let query_token = query
-        .split('&')
-        .find_map(|p| p.strip_prefix("access_token="))
-        .map(url_decode);
-    let token = parsed
-        .as_ref()
-        .and_then(|p| p.get("access_token"))
-        .and_then(Value::as_str)
-        .map(String::from)
-        .or(bearer)
-        .or(query_token);
-    let token_ok = match (&token, &state.token) {
+    // The token: body, `Authorization: OAuth|Bearer` header, or query string.
+    let token = parsed.token.as_ref();
+    let token_ok = match (token, &state.token) {
         (None, _) => false,
         (Some(t), _) if t.is_empty() => false,
         (Some(t), Some(expected)) => t == expected,
@@ -526,23 +449,9 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
             Some(190),
         );
     }
-    if let (Some(secret), Some(t)) = (&state.app_secret, &token) {
-        let proof = parsed
-            .as_ref()
-            .and_then(|p| p.get("appsecret_proof"))
-            .and_then(Value::as_str)
-            .map(String::from)
-            .or_else(|| {
-                query
-                    .split('&')
-                    .find_map(|p| p.strip_prefix("appsecret_proof="))
-                    .map(String::from)
-            });
-        let want = crate::secret::Secret::appsecret_proof(
-            &crate::secret::Secret::new(t.clone()),
-            &crate::secret::Secret::new(secret.clone()),
-        );
-        if proof.as_deref() != Some(want.as_str()) {
+    if let (Some(secret), Some(t)) = (&state.app_secret, token) {
+        let want = check::appsecret_proof(t, secret);
+        if want.is_none() || parsed.proof != want {
             return answer(
                 graph_error(
                     400,
@@ -581,7 +490,12 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
 
     // POST /{version}/{dataset_id}/events
     let now = state.now.unwrap_or_else(|| chrono::Utc::now().timestamp());
-    match check_body(parsed.as_ref(), now, state.reject.as_ref()) {
+    match check::check_events(
+        parsed.params.as_ref().map_err(String::as_str),
+        data,
+        now,
+        state.reject.as_ref(),
+    ) {
         Err((subcode, msg)) => answer(
             graph_error(
                 400,
@@ -630,157 +544,6 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
     }
 }
 
-fn is_hash(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Meta's checks on an events request; `Err((subcode, message))` rejects the whole batch.
-fn check_body<'a>(
-    body: Option<&'a Value>,
-    now: i64,
-    reject: Option<&regex::Regex>,
-) -> Result<&'a Vec<Value>, (Option<i64>, String)> {
-    let body = body
-        .and_then(Value::as_object)
-        .ok_or((None, "The body must be a JSON object".to_string()))?;
-    for k in body.keys() {
-        if !matches!(
-            k.as_str(),
-            "data"
-                | "partner_agent"
-                | "test_event_code"
-                | "access_token"
-                | "appsecret_proof"
-                | "upload_tag"
-        ) {
-            return Err((None, format!("Unknown parameter `{k}`")));
-        }
-    }
-    let data = body.get("data").and_then(Value::as_array).ok_or((
-        None,
-        "The parameter `data` is required and must be an array".to_string(),
-    ))?;
-    if data.is_empty() {
-        return Err((None, "`data` is empty".into()));
-    }
-    if data.len() > 1000 {
-        return Err((
-            None,
-            format!(
-                "`data` holds {} events; at most 1000 per request",
-                data.len()
-            ),
-        ));
-    }
-    for (i, e) in data.iter().enumerate() {
-        let e = e
-            .as_object()
-            .ok_or((None, format!("data[{i}] is not an event object")))?;
-        if e.contains_key("data") {
-            return Err((None, format!("data[{i}] wraps `data` again")));
-        }
-        let s = |k: &str| e.get(k).and_then(Value::as_str);
-        if let (Some(re), Some(id)) = (reject, s("event_id"))
-            && re.is_match(id)
-        {
-            return Err((
-                Some(2_804_050),
-                format!("data[{i}] (event_id {id}) was rejected"),
-            ));
-        }
-        let name = s("event_name").ok_or((None, format!("data[{i}]: event_name is required")))?;
-        if !ALLOWED_EVENTS.contains(&name) {
-            return Err((
-                Some(2_804_066),
-                format!("data[{i}]: event_name `{name}` is not supported for business messaging"),
-            ));
-        }
-        let t = e.get("event_time").and_then(Value::as_i64).ok_or((
-            Some(2_804_003),
-            format!("data[{i}]: event_time must be an integer Unix time"),
-        ))?;
-        if now - t > 7 * 86_400 {
-            return Err((
-                Some(2_804_003),
-                format!("data[{i}]: event_time {t} is more than 7 days old"),
-            ));
-        }
-        if t - now > 60 {
-            return Err((
-                Some(2_804_003),
-                format!("data[{i}]: event_time {t} is in the future"),
-            ));
-        }
-        if s("action_source") != Some("business_messaging") {
-            return Err((
-                None,
-                format!("data[{i}]: action_source must be business_messaging"),
-            ));
-        }
-        let required: &[&str] = match s("messaging_channel") {
-            Some("whatsapp") => &["whatsapp_business_account_id", "ctwa_clid"],
-            Some("messenger") => &["page_id", "page_scoped_user_id"],
-            Some("instagram") => &["instagram_business_account_id", "ig_sid"],
-            other => {
-                return Err((
-                    None,
-                    format!(
-                        "data[{i}]: messaging_channel {other:?} is not whatsapp, messenger or instagram"
-                    ),
-                ));
-            }
-        };
-        let ud = e
-            .get("user_data")
-            .and_then(Value::as_object)
-            .ok_or((None, format!("data[{i}]: user_data is required")))?;
-        for r in required {
-            match ud.get(*r).and_then(Value::as_str) {
-                Some(v) if !v.is_empty() && !is_hash(v) => {}
-                Some(v) if is_hash(v) => {
-                    return Err((None, format!("data[{i}]: user_data.{r} must not be hashed")));
-                }
-                _ => {
-                    return Err((
-                        None,
-                        format!("data[{i}]: user_data.{r} is required for this channel"),
-                    ));
-                }
-            }
-        }
-        for f in HASHED_FIELDS {
-            if let Some(v) = ud.get(f)
-                && !v.as_str().is_some_and(is_hash)
-            {
-                return Err((
-                    None,
-                    format!("data[{i}]: user_data.{f} must be a SHA-256 hash (64 lower-case hex)"),
-                ));
-            }
-        }
-        if name == "Purchase" {
-            let cd = e.get("custom_data").and_then(Value::as_object);
-            let cur = cd.and_then(|c| c.get("currency")).and_then(Value::as_str);
-            if !cur.is_some_and(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())) {
-                return Err((
-                    None,
-                    format!("data[{i}]: Purchase needs custom_data.currency (ISO 4217)"),
-                ));
-            }
-            let val = cd.and_then(|c| c.get("value")).and_then(Value::as_f64);
-            if !val.is_some_and(|v| v >= 0.0) {
-                return Err((
-                    None,
-                    format!("data[{i}]: Purchase needs custom_data.value >= 0"),
-                ));
-            }
-        }
-    }
-    Ok(data)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -796,71 +559,6 @@ mod tests {
             }
         }
         e
-    }
-
-    fn check(events: Vec<Value>) -> Result<usize, (Option<i64>, String)> {
-        let b = json!({"data": events, "access_token": "t"});
-        check_body(Some(&b), NOW, None).map(|d| d.len())
-    }
-
-    #[test]
-    fn accepts_a_good_batch() {
-        assert_eq!(
-            check(vec![
-                ev(json!({})),
-                ev(
-                    json!({"event_name": "Purchase", "custom_data": {"currency": "BRL", "value": 1.5}})
-                )
-            ]),
-            Ok(2)
-        );
-    }
-
-    #[test]
-    fn rejects_what_meta_rejects() {
-        assert_eq!(
-            check(vec![ev(json!({"event_time": NOW - 8 * 86_400}))])
-                .unwrap_err()
-                .0,
-            Some(2_804_003)
-        );
-        assert_eq!(
-            check(vec![ev(json!({"event_time": NOW + 3600}))])
-                .unwrap_err()
-                .0,
-            Some(2_804_003)
-        );
-        assert_eq!(
-            check(vec![ev(json!({"event_name": "Subscribe"}))])
-                .unwrap_err()
-                .0,
-            Some(2_804_066)
-        );
-        assert!(check(vec![ev(json!({"messaging_channel": "telegram"}))]).is_err());
-        assert!(
-            check(vec![ev(
-                json!({"user_data": {"whatsapp_business_account_id": "1"}})
-            )])
-            .is_err()
-        );
-        assert!(check(vec![ev(json!({"user_data": {"whatsapp_business_account_id": "1", "ctwa_clid": "c", "em": "a@b.c"}}))]).is_err());
-        assert!(
-            check(vec![ev(
-                json!({"event_name": "Purchase", "custom_data": {"value": 1}})
-            )])
-            .is_err()
-        );
-        assert!(check(vec![ev(json!({"action_source": "website"}))]).is_err());
-        assert!(check((0..1001).map(|_| ev(json!({}))).collect()).is_err());
-        let wrapped = json!({"data": [{"data": [ev(json!({}))]}]});
-        assert!(check_body(Some(&wrapped), NOW, None).is_err());
-    }
-
-    #[test]
-    fn form_bodies_and_url_decoding() {
-        let v = form_to_json("access_token=a%2Bb&data=%5B%5D");
-        assert_eq!(v["access_token"], "a+b");
-        assert_eq!(v["data"], json!([]));
     }
 
     #[test]

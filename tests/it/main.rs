@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod emulator;
 mod props;
 mod send;
 mod state;
