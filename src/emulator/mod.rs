@@ -314,10 +314,55 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
         Ok(p) => request::events(p),
         Err(e) => Err(e.clone()),
     };
-    let events = data.as_ref().map_or(sent, Vec::len);
 
-    // Fault decisions, in request order, from the seeded generator.
-    let faults = {
+    let faults = Faults::draw(&state);
+    if let Some(d) = faults.latency {
+        tokio::time::sleep(d).await;
+    }
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (id, endpoint) = match segs.as_slice() {
+        [_version, id, endpoint] => (id.to_string(), endpoint.to_string()),
+        _ => (String::new(), String::new()),
+    };
+    let x = Exchange {
+        state: &state,
+        n,
+        id: &id,
+        path: &path,
+        events: data.as_ref().map_or(sent, Vec::len),
+        shape: parsed.shape.name(),
+        trace: &faults.trace,
+    };
+    if faults.drop {
+        x.log(0, None, true);
+        return Err(Dropped);
+    }
+    if let Some(r) = x.fault(&faults).or_else(|| x.refused(&parsed)) {
+        return Ok(r);
+    }
+    match (method.as_str(), endpoint.as_str()) {
+        ("POST", "events") if is_id(&id) => Ok(x.events(parsed.params.as_ref(), data)),
+        ("GET" | "POST", "dataset") if is_id(&id) => {
+            let h = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
+            let ds = 1_000_000_000_000_000 + h % 9_000_000_000_000_000;
+            Ok(x.answer(reply(200, json!({"id": ds.to_string()})), None))
+        }
+        _ => Ok(x.error(
+            400,
+            803,
+            None,
+            &format!("Unsupported request: {method} {path}"),
+        )),
+    }
+}
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Faults {
+    /// Fault decisions, in request order, from the seeded generator.
+    fn draw(state: &State) -> Faults {
         let mut rng = state.rng.lock().unwrap_or_else(|p| p.into_inner());
         let a = &state.args;
         let drop = a.drop_rate > 0.0 && rng.f64() < a.drop_rate;
@@ -347,58 +392,71 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
             latency,
             trace: trace_id(&mut rng),
         }
-    };
-    if let Some(d) = faults.latency {
-        tokio::time::sleep(d).await;
     }
+}
 
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (id, endpoint) = match segs.as_slice() {
-        [_version, id, endpoint] => (id.to_string(), endpoint.to_string()),
-        _ => (String::new(), String::new()),
-    };
-    let shape = parsed.shape.name();
-    let log = |status: u16, code: Option<i64>, dropped: bool| {
-        if let Some(l) = &state.log {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            let line = json!({"t": t, "request": n, "dataset_id": id, "path": path, "events": events, "body": shape, "status": status, "code": code, "dropped": dropped});
-            if let Ok(mut f) = l.lock() {
-                let _ = writeln!(f, "{line}");
-                let _ = f.flush();
-            }
+/// One request being answered: what the log line and the answers need.
+struct Exchange<'a> {
+    state: &'a State,
+    /// The request's number, from 1.
+    n: u64,
+    /// The id in the path (a dataset, or a page/account for the Dataset API).
+    id: &'a str,
+    path: &'a str,
+    events: usize,
+    shape: &'static str,
+    trace: &'a str,
+}
+
+impl Exchange<'_> {
+    fn log(&self, status: u16, code: Option<i64>, dropped: bool) {
+        let Some(l) = &self.state.log else { return };
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let line = json!({"t": t, "request": self.n, "dataset_id": self.id, "path": self.path, "events": self.events, "body": self.shape, "status": status, "code": code, "dropped": dropped});
+        if let Ok(mut f) = l.lock() {
+            let _ = writeln!(f, "{line}");
+            let _ = f.flush();
         }
-    };
-    let answer = |r: Resp, code: Option<i64>| {
-        log(r.status().as_u16(), code, false);
-        Ok(r)
-    };
+    }
 
-    if faults.drop {
-        log(0, None, true);
-        return Err(Dropped);
+    /// Logs and returns an answer.
+    fn answer(&self, r: Resp, code: Option<i64>) -> Resp {
+        self.log(r.status().as_u16(), code, false);
+        r
     }
-    if let Some(status) = faults.fail {
-        let mut e = json!({"error": {"message": "An unexpected error has occurred. Please retry your request later.", "type": "OAuthException", "code": 2, "is_transient": true, "fbtrace_id": faults.trace}});
-        e["error"]["is_transient"] = json!(true);
-        return answer(reply(status, e), Some(2));
+
+    /// A Graph error answer, logged.
+    fn error(&self, http: u16, code: i64, subcode: Option<i64>, message: &str) -> Resp {
+        self.answer(
+            graph_error(http, code, subcode, message, None, self.trace),
+            Some(code),
+        )
     }
-    if let Some((http, code)) = faults.throttle {
+
+    /// The injected failure or throttle of this request, if it drew one.
+    fn fault(&self, faults: &Faults) -> Option<Resp> {
+        if let Some(status) = faults.fail {
+            let e = json!({"error": {"message": "An unexpected error has occurred. Please retry your request later.", "type": "OAuthException", "code": 2, "is_transient": true, "fbtrace_id": self.trace}});
+            return Some(self.answer(reply(status, e), Some(2)));
+        }
+        let (http, code) = faults.throttle?;
+        let args = &self.state.args;
         let mut r = graph_error(
             http,
             code,
             None,
             "(#4) Application request limit reached",
             None,
-            &faults.trace,
+            self.trace,
         );
         let h = r.headers_mut();
-        if let Ok(v) = hyper::header::HeaderValue::from_str(&state.args.retry_after.to_string()) {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&args.retry_after.to_string()) {
             h.insert(hyper::header::RETRY_AFTER, v);
         }
-        let usage = json!({ id.clone(): [{"type": "ads_management", "call_count": 100, "total_cputime": 25, "total_time": 30, "estimated_time_to_regain_access": 0}] });
+        let usage = json!({ self.id: [{"type": "ads_management", "call_count": 100, "total_cputime": 25, "total_time": 30, "estimated_time_to_regain_access": 0}] });
         if let Ok(v) = hyper::header::HeaderValue::from_str(&usage.to_string()) {
             h.insert("x-business-use-case-usage", v);
         }
@@ -408,139 +466,106 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
                 r#"{"call_count":100,"total_cputime":20,"total_time":25}"#,
             ),
         );
-        let account = json!({"acc_id_util_pct": 100, "reset_time_duration": state.args.retry_after, "ads_api_access_tier": "standard_access"});
+        let account = json!({"acc_id_util_pct": 100, "reset_time_duration": args.retry_after, "ads_api_access_tier": "standard_access"});
         if let Ok(v) = hyper::header::HeaderValue::from_str(&account.to_string()) {
             h.insert("x-ad-account-usage", v);
         }
-        return answer(r, Some(code));
+        Some(self.answer(r, Some(code)))
     }
 
-    // The token: body, `Authorization: OAuth|Bearer` header, or query string.
-    let token = parsed.token.as_ref();
-    let token_ok = match (token, &state.token) {
-        (None, _) => false,
-        (Some(t), _) if t.is_empty() => false,
-        (Some(t), Some(expected)) => t == expected,
-        (Some(_), None) => true,
-    };
-    if !token_ok {
-        return answer(
-            graph_error(
-                400,
-                190,
-                None,
-                "Invalid OAuth access token - Cannot parse access token",
-                None,
-                &faults.trace,
-            ),
-            Some(190),
-        );
+    /// The token (body, `Authorization: OAuth|Bearer` header, or query string) and
+    /// `appsecret_proof`, when they are refused.
+    fn refused(&self, parsed: &request::Request) -> Option<Resp> {
+        let state = self.state;
+        let token = parsed.token.as_ref();
+        let token_ok = match (token, &state.token) {
+            (None, _) => false,
+            (Some(t), _) if t.is_empty() => false,
+            (Some(t), Some(expected)) => t == expected,
+            (Some(_), None) => true,
+        };
+        if !token_ok {
+            let m = "Invalid OAuth access token - Cannot parse access token";
+            return Some(self.error(400, 190, None, m));
+        }
+        if state
+            .args
+            .expire_token_after
+            .is_some_and(|limit| self.n > limit)
+        {
+            let m = "Error validating access token: Session has expired";
+            return Some(self.error(400, 190, Some(463), m));
+        }
+        if let (Some(secret), Some(t)) = (&state.app_secret, token) {
+            let want = check::appsecret_proof(t, secret);
+            if want.is_none() || parsed.proof != want {
+                let m = "Invalid appsecret_proof provided in the API argument";
+                return Some(self.error(400, 100, None, m));
+            }
+        }
+        None
     }
-    if state.args.expire_token_after.is_some_and(|limit| n > limit) {
-        return answer(
-            graph_error(
-                400,
-                190,
-                Some(463),
-                "Error validating access token: Session has expired",
-                None,
-                &faults.trace,
-            ),
-            Some(190),
-        );
-    }
-    if let (Some(secret), Some(t)) = (&state.app_secret, token) {
-        let want = check::appsecret_proof(t, secret);
-        if want.is_none() || parsed.proof != want {
-            return answer(
-                graph_error(
+
+    /// `POST /{version}/{dataset_id}/events`: checked as Meta checks, recorded, answered.
+    fn events(
+        &self,
+        params: Result<&serde_json::Map<String, Value>, &String>,
+        data: Result<Vec<Value>, String>,
+    ) -> Resp {
+        let state = self.state;
+        let now = state.now.unwrap_or_else(|| chrono::Utc::now().timestamp());
+        let data = match check::check_events(
+            params.map_err(String::as_str),
+            data,
+            now,
+            state.reject.as_ref(),
+        ) {
+            Ok(data) => data,
+            Err((subcode, msg)) => {
+                let r = graph_error(
                     400,
                     100,
-                    None,
-                    "Invalid appsecret_proof provided in the API argument",
-                    None,
-                    &faults.trace,
-                ),
-                Some(100),
-            );
-        }
-    }
-
-    match (method.as_str(), endpoint.as_str()) {
-        ("POST", "events") if id.bytes().all(|b| b.is_ascii_digit()) && !id.is_empty() => {}
-        ("GET" | "POST", "dataset") if id.bytes().all(|b| b.is_ascii_digit()) && !id.is_empty() => {
-            let h = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
-            let ds = 1_000_000_000_000_000 + h % 9_000_000_000_000_000;
-            return answer(reply(200, json!({"id": ds.to_string()})), None);
-        }
-        _ => {
-            return answer(
-                graph_error(
-                    400,
-                    803,
-                    None,
-                    &format!("Unsupported request: {method} {path}"),
-                    None,
-                    &faults.trace,
-                ),
-                Some(803),
-            );
-        }
-    }
-
-    // POST /{version}/{dataset_id}/events
-    let now = state.now.unwrap_or_else(|| chrono::Utc::now().timestamp());
-    match check::check_events(
-        parsed.params.as_ref().map_err(String::as_str),
-        data,
-        now,
-        state.reject.as_ref(),
-    ) {
-        Err((subcode, msg)) => answer(
-            graph_error(
-                400,
-                100,
-                subcode,
-                "Invalid parameter",
-                Some(&msg),
-                &faults.trace,
-            ),
-            Some(100),
-        ),
-        Ok(data) => {
-            // `--undercount-event-id`: the matching events are dropped, the rest accepted, and
-            // the answer is still a 200, with a count short of the batch.
-            let dropped = |e: &Value| {
-                state.undercount.as_ref().is_some_and(|re| {
-                    e.get("event_id")
-                        .and_then(Value::as_str)
-                        .is_some_and(|id| re.is_match(id))
-                })
-            };
-            let data: Vec<&Value> = data.iter().filter(|e| !dropped(e)).collect();
-            if let Some(r) = &state.record
-                && let Ok(mut f) = r.lock()
-            {
-                let mut buf = String::new();
-                for e in &data {
-                    buf.push_str(&json!({"dataset_id": id, "request": n, "event": e}).to_string());
-                    buf.push('\n');
-                }
-                let _ = f.write_all(buf.as_bytes());
-                let _ = f.flush();
+                    subcode,
+                    "Invalid parameter",
+                    Some(&msg),
+                    self.trace,
+                );
+                return self.answer(r, Some(100));
             }
-            let mut r = reply(
-                200,
-                json!({"events_received": data.len(), "messages": [], "fbtrace_id": faults.trace}),
-            );
-            if state.args.regain_minutes > 0 {
-                let usage = json!({ id.clone(): [{"type": "ads_management", "call_count": 100, "total_cputime": 40, "total_time": 60, "estimated_time_to_regain_access": state.args.regain_minutes}] });
-                if let Ok(v) = hyper::header::HeaderValue::from_str(&usage.to_string()) {
-                    r.headers_mut().insert("x-business-use-case-usage", v);
-                }
+        };
+        // `--undercount-event-id`: the matching events are dropped, the rest accepted, and the
+        // answer is still a 200, with a count short of the batch.
+        let dropped = |e: &Value| {
+            state.undercount.as_ref().is_some_and(|re| {
+                e.get("event_id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| re.is_match(id))
+            })
+        };
+        let data: Vec<&Value> = data.iter().filter(|e| !dropped(e)).collect();
+        if let Some(r) = &state.record
+            && let Ok(mut f) = r.lock()
+        {
+            let mut buf = String::new();
+            for e in &data {
+                let line = json!({"dataset_id": self.id, "request": self.n, "event": e});
+                buf.push_str(&line.to_string());
+                buf.push('\n');
             }
-            answer(r, None)
+            let _ = f.write_all(buf.as_bytes());
+            let _ = f.flush();
         }
+        let mut r = reply(
+            200,
+            json!({"events_received": data.len(), "messages": [], "fbtrace_id": self.trace}),
+        );
+        if state.args.regain_minutes > 0 {
+            let usage = json!({ self.id: [{"type": "ads_management", "call_count": 100, "total_cputime": 40, "total_time": 60, "estimated_time_to_regain_access": state.args.regain_minutes}] });
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&usage.to_string()) {
+                r.headers_mut().insert("x-business-use-case-usage", v);
+            }
+        }
+        self.answer(r, None)
     }
 }
 
