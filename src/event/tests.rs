@@ -586,3 +586,68 @@ fn hash_none_contact_fields_must_already_be_hashes() {
     let (_, u) = user_data(&mapping, &set(wa_purchase(), "email", upper));
     assert_eq!(u["em"], upper.to_ascii_lowercase());
 }
+
+/// Cells changed from a valid row.
+type Cells<'a> = &'a [(&'a str, &'a str)];
+
+/// Every event rule, one line each: cells changed from a valid WhatsApp purchase (the issue's
+/// mapping), and the verdict and exact reason they give. A new rule gets a line here.
+#[test]
+fn the_rules_as_a_table() {
+    use Verdict::{Expired, Invalid, Valid};
+    let h = "a".repeat(64);
+    #[rustfmt::skip]
+    let table: &[(Cells, Verdict, &str)] = &[
+        // Required fields and their values.
+        (&[], Valid, ""),
+        (&[("chan", "")], Invalid, "channel is empty"),
+        (&[("chan", "SMS")], Invalid, "channel value `SMS` is not in the mapping's `values` (FB, IG, WA)"),
+        (&[("stage", "")], Invalid, "event_name is empty"),
+        (&[("stage", "refund")], Invalid, "event_name value `refund` is not in the mapping's `values` (cart, lead, paid, shipped)"),
+        (&[("occurred_at", "")], Invalid, "event_time is empty"),
+        (&[("occurred_at", "yesterday")], Invalid, "event_time `yesterday` does not match RFC 3339, e.g. `2026-11-20T10:00:00Z`"),
+        // The event_time window: 7 days minus the margin (1 h), and 60 s into the future.
+        (&[("occurred_at", "2026-11-13T12:00:01Z")], Expired, "event_time 1794571201 is 7.0 days old; Meta accepts 7 days (minus a 3600s margin)"),
+        (&[("occurred_at", "2026-11-13T13:00:00Z")], Valid, ""),
+        (&[("occurred_at", "2026-11-20T12:01:00Z")], Valid, ""),
+        (&[("occurred_at", "2026-11-20T12:01:01Z")], Invalid, "event_time 1795176061 is 61s in the future (more than 60s)"),
+        // The channel's ids.
+        (&[("waba_id", "")], Invalid, "whatsapp_business_account_id is empty; whatsapp events need it"),
+        (&[("click_id", "")], Invalid, "ctwa_clid is empty; whatsapp events need it"),
+        (&[("waba_id", "10229x")], Invalid, "whatsapp_business_account_id `10229x` is not an id (digits); whatsapp_business_account_id is empty; whatsapp events need it"),
+        (&[("click_id", &h)], Invalid, "ctwa_clid looks hashed; channel ids must be sent unhashed; ctwa_clid is empty; whatsapp events need it"),
+        (&[("chan", "FB")], Invalid, "page_id is empty; messenger events need it; page_scoped_user_id is empty; messenger events need it"),
+        (&[("chan", "IG"), ("ig_account", "17841400123456789"), ("igsid", "555")], Valid, ""),
+        // Purchase: currency and a non-negative value.
+        (&[("amount", "")], Invalid, "Purchase needs value"),
+        (&[("amount", "12,50")], Invalid, "value `12,50` is not a number (e.g. `12.50`)"),
+        (&[("amount", "-1")], Invalid, "value -1 is negative"),
+        (&[("currency", "usd")], Valid, ""),
+        (&[("currency", "")], Valid, ""),
+        (&[("currency", "XYZ")], Invalid, "currency `XYZ` is not an ISO 4217 code (e.g. USD, EUR, BRL)"),
+        (&[("stage", "lead"), ("amount", ""), ("currency", "")], Valid, ""),
+        // Contact fields: a bad optional one is left out with a note; the row stays valid.
+        (&[("email", "not-an-email")], Valid, "em omitted: is not an email address"),
+        (&[("phone", "12")], Valid, "ph omitted: is not a phone number with country code (7 to 15 digits)"),
+        (&[("email", &h)], Valid, ""),
+        // The dedup key must be complete.
+        (&[("conv_id", "")], Invalid, "dedup key part `event_id` is empty; without it this event could not be told apart from others"),
+        // Every problem of a row, not the first.
+        (&[("chan", ""), ("stage", ""), ("amount", "-1")], Invalid, "channel is empty; event_name is empty; value -1 is negative"),
+    ];
+    for (cells, verdict, reason) in table {
+        let mut row = wa_purchase();
+        for (k, v) in *cells {
+            row.retain(|(c, _)| c != k);
+            row.push((k, v));
+        }
+        let m = go(&row);
+        assert_eq!(
+            (m.verdict, m.reason.as_str()),
+            (*verdict, *reason),
+            "cells {cells:?}"
+        );
+        assert_eq!(m.key.is_some(), *verdict == Valid, "cells {cells:?}");
+        assert_eq!(m.json.is_some(), *verdict == Valid, "cells {cells:?}");
+    }
+}

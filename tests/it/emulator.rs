@@ -205,7 +205,7 @@ fn recorded(w: &Workdir) -> Vec<Value> {
 /// Valid captures are accepted whole, and recorded as the SDK meant them, whatever the shape.
 fn assert_accepted_and_recorded(names: &[&str]) {
     let w = Workdir::new();
-    let emu = Emulator::start(&w, &["--record", "rec.jsonl"]);
+    let emu = Emulator::builder(&w).record().start();
     let mut want = Vec::new();
     for name in names {
         let c = capture(name);
@@ -239,7 +239,7 @@ fn curl_requests_from_metas_docs_are_accepted() {
 #[test]
 fn sdk_rejections_match_their_json_body_twins() {
     let w = Workdir::new();
-    let emu = Emulator::start(&w, &["--record", "rec.jsonl"]);
+    let emu = Emulator::builder(&w).record().start();
     for (name, subcode) in [
         ("python-invalid-event-name", Some(2_804_066)),
         ("python-invalid-stale", Some(2_804_003)),
@@ -312,7 +312,7 @@ fn appsecret_proof_from_the_query_or_the_body() {
 #[test]
 fn the_token_in_a_header_the_query_string_or_the_body() {
     let w = Workdir::new();
-    let emu = Emulator::start(&w, &["--record", "rec.jsonl"]);
+    let emu = Emulator::builder(&w).record().start();
     let path = events_path();
     let data = json!([meta_style_purchase("t-1")]).to_string();
     let bearer = format!("Bearer {TOKEN}");
@@ -379,7 +379,7 @@ fn the_token_in_a_header_the_query_string_or_the_body() {
 #[test]
 fn data_as_a_json_string_or_an_array_of_json_strings() {
     let w = Workdir::new();
-    let emu = Emulator::start(&w, &["--record", "rec.jsonl"]);
+    let emu = Emulator::builder(&w).record().start();
     let path = events_path();
     let (a, b) = (meta_style_purchase("d-1"), meta_style_purchase("d-2"));
     let as_string = json!([a, b]).to_string();
@@ -425,7 +425,7 @@ fn data_as_a_json_string_or_an_array_of_json_strings() {
 #[test]
 fn event_content_is_checked_as_meta_does() {
     let w = Workdir::new();
-    let emu = Emulator::start(&w, &["--record", "rec.jsonl"]);
+    let emu = Emulator::builder(&w).record().start();
     let path = events_path();
     let tok = [("access_token", TOKEN)];
     // Lower-case currency, value and event_time as numeric strings: accepted, recorded as sent.
@@ -486,7 +486,7 @@ fn event_content_is_checked_as_meta_does() {
 #[test]
 fn documented_parameters_are_accepted_unknown_ones_are_not() {
     let w = Workdir::new();
-    let emu = Emulator::start(&w, &[]);
+    let emu = Emulator::start(&w);
     let path = events_path();
     let data = json!([meta_style_purchase("p-1")]).to_string();
     let documented = [
@@ -527,7 +527,7 @@ fn documented_parameters_are_accepted_unknown_ones_are_not() {
 #[test]
 fn multipart_bodies_are_read_or_rejected_cleanly() {
     let w = Workdir::new();
-    let emu = Emulator::start(&w, &["--record", "rec.jsonl"]);
+    let emu = Emulator::builder(&w).record().start();
     let path = events_path();
     let data = json!([meta_style_purchase("mp-1")]).to_string();
     // A quoted boundary and a charset parameter, as some clients write them.
@@ -568,23 +568,17 @@ fn faults_record_and_request_log_apply_to_sdk_shaped_requests() {
     let python = capture("python-valid");
     // --fail-rate 1: every request answered 500/503, code 2, transient; nothing recorded.
     let w = Workdir::new();
-    let emu = Emulator::start(
-        &w,
-        &[
-            "--fail-rate",
-            "1",
-            "--record",
-            "rec.jsonl",
-            "--log-requests",
-            "log.jsonl",
-        ],
-    );
+    let emu = Emulator::builder(&w)
+        .fail_rate("1")
+        .record()
+        .log_requests()
+        .start();
     let a = replay(&emu, &python);
     assert!(matches!(a.status, 500 | 503), "{a:?}");
     assert_eq!(a.code(), Some(2));
     assert_eq!(a.body["error"]["is_transient"], true);
     assert!(recorded(&w).is_empty());
-    let log = jsonl(&w.path("log.jsonl"));
+    let log = jsonl(&w.path("requests.jsonl"));
     assert_eq!(log.len(), 1);
     assert_eq!(
         (
@@ -598,30 +592,30 @@ fn faults_record_and_request_log_apply_to_sdk_shaped_requests() {
 
     // --reject-event-id: the whole form batch is rejected naming the event (bisection works).
     let w = Workdir::new();
-    let emu = Emulator::start(
-        &w,
-        &["--reject-event-id", "^py-2$", "--record", "rec.jsonl"],
-    );
+    let emu = Emulator::builder(&w)
+        .reject_event_id("^py-2$")
+        .record()
+        .start();
     let a = replay(&emu, &python);
     assert_eq!(a.class(), (400, Some(100), Some(2_804_050)), "{}", a.body);
     assert!(recorded(&w).is_empty());
 
     // --undercount-event-id: 200, short by the matching event, which is not recorded.
     let w = Workdir::new();
-    let emu = Emulator::start(
-        &w,
-        &["--undercount-event-id", "^py-2$", "--record", "rec.jsonl"],
-    );
+    let emu = Emulator::builder(&w)
+        .undercount_event_id("^py-2$")
+        .record()
+        .start();
     let a = replay(&emu, &python);
     assert_eq!((a.status, a.received()), (200, Some(1)), "{}", a.body);
     assert_eq!(recorded(&w), vec![python.events[0].clone()]);
 
     // --drop-rate 1: the connection closes without an answer; logged as dropped.
     let w = Workdir::new();
-    let emu = Emulator::start(&w, &["--drop-rate", "1", "--log-requests", "log.jsonl"]);
+    let emu = Emulator::builder(&w).drop_rate("1").log_requests().start();
     let a = replay(&emu, &capture("node-valid"));
     assert_eq!(a.status, 0, "{a:?}");
-    let log = jsonl(&w.path("log.jsonl"));
+    let log = jsonl(&w.path("requests.jsonl"));
     assert_eq!(log.len(), 1);
     assert_eq!(
         (&log[0]["dropped"], &log[0]["events"], &log[0]["body"]),
@@ -630,7 +624,7 @@ fn faults_record_and_request_log_apply_to_sdk_shaped_requests() {
 
     // --expire-token-after 0: the query-string token is expired like a body token.
     let w = Workdir::new();
-    let emu = Emulator::start(&w, &["--expire-token-after", "0"]);
+    let emu = Emulator::builder(&w).expire_token_after(0).start();
     let a = replay(&emu, &python);
     assert_eq!(a.class(), (400, Some(190), Some(463)), "{}", a.body);
 }

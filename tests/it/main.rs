@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod emulator;
+mod errors;
 mod props;
 mod send;
 mod state;

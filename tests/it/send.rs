@@ -45,7 +45,7 @@ fn log_lines(w: &Workdir) -> Vec<serde_json::Value> {
 fn samples_are_delivered_and_every_row_is_reported() {
     let w = Workdir::new();
     w.copy("samples/mixed.csv");
-    let emu = Emulator::start(&w, &["--record", "rec.jsonl"]);
+    let emu = Emulator::builder(&w).record().start();
     let out = send(&w, &emu, "mixed.csv", &[]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let rows = report_rows(&w.read("report.csv"));
@@ -108,7 +108,7 @@ fn every_event_arrives_once_under_500s_throttling_and_latency() {
         w.write("in.csv", &valid_csv(600, "e"));
         let mut args = vec!["--record", "rec.jsonl"];
         args.extend(faults.iter().copied());
-        let emu = Emulator::start(&w, &args);
+        let emu = Emulator::builder(&w).args(&args).start();
         let out = send(
             &w,
             &emu,
@@ -136,19 +136,12 @@ fn every_event_arrives_once_under_500s_throttling_and_latency() {
 fn dropped_connections_make_exactly_those_events_unknown_and_never_resent() {
     let w = Workdir::new();
     w.write("in.csv", &valid_csv(500, "d"));
-    let emu = Emulator::start(
-        &w,
-        &[
-            "--record",
-            "rec.jsonl",
-            "--log-requests",
-            "requests.jsonl",
-            "--drop-rate",
-            "0.3",
-            "--seed",
-            "3",
-        ],
-    );
+    let emu = Emulator::builder(&w)
+        .record()
+        .log_requests()
+        .drop_rate("0.3")
+        .seed(3)
+        .start();
     let out = send(&w, &emu, "in.csv", &["--batch-size", "50"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let rows = report_rows(&w.read("report.csv"));
@@ -182,17 +175,11 @@ fn a_short_events_received_makes_the_batch_unknown_and_is_never_reposted() {
     // One dataset, three batches of 100; the middle one holds the event Meta will not count.
     let csv = one_dataset(&valid_csv(300, "u")).replace(",u150,", ",short150,");
     w.write("in.csv", &csv);
-    let emu = Emulator::start(
-        &w,
-        &[
-            "--record",
-            "rec.jsonl",
-            "--log-requests",
-            "requests.jsonl",
-            "--undercount-event-id",
-            "^short",
-        ],
-    );
+    let emu = Emulator::builder(&w)
+        .record()
+        .log_requests()
+        .undercount_event_id("^short")
+        .start();
     let extra = ["--batch-size", "100", "--state", "state.db"];
     let out = send(&w, &emu, "in.csv", &extra);
     assert_eq!(code(&out), 1, "unknown rows exit 1: {}", stderr(&out));
@@ -244,17 +231,11 @@ fn bisection_isolates_three_poisoned_events_in_a_thousand() {
         csv = csv.replace(&format!(",ok{i},"), &format!(",poison{i},"));
     }
     w.write("in.csv", &csv);
-    let emu = Emulator::start(
-        &w,
-        &[
-            "--record",
-            "rec.jsonl",
-            "--log-requests",
-            "requests.jsonl",
-            "--reject-event-id",
-            "^poison",
-        ],
-    );
+    let emu = Emulator::builder(&w)
+        .record()
+        .log_requests()
+        .reject_event_id("^poison")
+        .start();
     // One dataset so the thousand events share one batch.
     w.write("in.csv", &one_dataset(&csv));
     let out = send(&w, &emu, "in.csv", &[]);
@@ -283,19 +264,12 @@ fn bisection_isolates_three_poisoned_events_in_a_thousand() {
 fn a_token_that_expires_mid_run_stops_it_with_exit_3() {
     let w = Workdir::new();
     w.write("in.csv", &valid_csv(1000, "t"));
-    let emu = Emulator::start(
-        &w,
-        &[
-            "--record",
-            "rec.jsonl",
-            "--log-requests",
-            "requests.jsonl",
-            "--expire-token-after",
-            "3",
-            "--latency-ms",
-            "20",
-        ],
-    );
+    let emu = Emulator::builder(&w)
+        .record()
+        .log_requests()
+        .expire_token_after(3)
+        .latency_ms("20")
+        .start();
     let out = send(
         &w,
         &emu,
@@ -328,7 +302,7 @@ fn a_token_that_expires_mid_run_stops_it_with_exit_3() {
 fn rate_flag_is_honoured_at_the_emulator() {
     let w = Workdir::new();
     w.write("in.csv", &one_dataset(&valid_csv(60, "r")));
-    let emu = Emulator::start(&w, &["--log-requests", "requests.jsonl"]);
+    let emu = Emulator::builder(&w).log_requests().start();
     let start = Instant::now();
     let out = send(
         &w,
@@ -353,7 +327,7 @@ fn rate_flag_is_honoured_at_the_emulator() {
 fn sigint_mid_run_writes_the_full_report_and_exits_130() {
     let w = Workdir::new();
     w.write("in.csv", &valid_csv(1500, "s"));
-    let emu = Emulator::start(&w, &["--record", "rec.jsonl", "--latency-ms", "300"]);
+    let emu = Emulator::builder(&w).record().latency_ms("300").start();
     let child = send_cmd(
         &w,
         &emu,
@@ -389,10 +363,7 @@ fn secrets_never_appear_in_any_output() {
     w.copy("samples/mixed.csv");
     let app_secret = "app-secret-5e5e5e5e";
     w.write("app_secret.txt", app_secret);
-    let emu = Emulator::start(
-        &w,
-        &["--record", "rec.jsonl", "--log-requests", "requests.jsonl"],
-    );
+    let emu = Emulator::builder(&w).record().log_requests().start();
     let out = send(
         &w,
         &emu,
@@ -421,7 +392,7 @@ fn secrets_never_appear_in_any_output() {
         assert!(!o.contains(app_secret), "app secret leaked: {o}");
     }
     // A dead token: the error message must not echo it either.
-    let emu2 = Emulator::start(&w, &[]);
+    let emu2 = Emulator::start(&w);
     let m = w.copy("mappings/mixed.yaml");
     let out = w
         .cmd(&[
@@ -505,7 +476,7 @@ fn max_errors_stops_a_runaway_run() {
     let mut csv = valid_csv(400, "m");
     csv = csv.replace(",m", ",poison");
     w.write("in.csv", &csv);
-    let emu = Emulator::start(&w, &["--reject-event-id", "^poison"]);
+    let emu = Emulator::builder(&w).reject_event_id("^poison").start();
     let out = send(
         &w,
         &emu,
@@ -530,7 +501,7 @@ fn max_errors_stops_a_runaway_run() {
 #[test]
 fn dataset_command_gets_and_creates_ids() {
     let w = Workdir::new();
-    let emu = Emulator::start(&w, &[]);
+    let emu = Emulator::start(&w);
     let get = |extra: &[&str]| {
         let mut args = vec![
             "dataset",
@@ -620,23 +591,14 @@ fn a_throttle_on_one_dataset_pauses_the_other_too() {
         })
         .collect();
     w.write("in.csv", &(csv.join("\n") + "\n"));
-    let emu = Emulator::start(
-        &w,
-        &[
-            "--log-requests",
-            "requests.jsonl",
-            "--record",
-            "rec.jsonl",
-            "--throttle-rate",
-            "0.1",
-            "--throttle-http",
-            "400",
-            "--retry-after",
-            "1",
-            "--seed",
-            "12",
-        ],
-    );
+    let emu = Emulator::builder(&w)
+        .log_requests()
+        .record()
+        .throttle_rate("0.1")
+        .throttle_http("400")
+        .retry_after("1")
+        .seed(12)
+        .start();
     // Paced at 5 requests/s per dataset, and a slot for every batch: each dataset would keep
     // sending through a pause that only held the throttled one.
     let out = send(
@@ -696,17 +658,11 @@ fn a_success_that_says_regain_access_later_holds_the_whole_run() {
     w.write("in.csv", &one_dataset(&valid_csv(30, "g")));
     // Every success carries `estimated_time_to_regain_access: 20` (minutes): longer than
     // msgcapi waits, so after the first batch nothing more is sent.
-    let emu = Emulator::start(
-        &w,
-        &[
-            "--log-requests",
-            "requests.jsonl",
-            "--record",
-            "rec.jsonl",
-            "--regain-minutes",
-            "20",
-        ],
-    );
+    let emu = Emulator::builder(&w)
+        .log_requests()
+        .record()
+        .regain_minutes("20")
+        .start();
     let start = Instant::now();
     let out = send(
         &w,
@@ -737,7 +693,7 @@ fn a_success_that_says_regain_access_later_holds_the_whole_run() {
 fn max_retry_time_fails_a_batch_that_keeps_failing_with_the_last_error() {
     let w = Workdir::new();
     w.write("in.csv", &one_dataset(&valid_csv(20, "x")));
-    let emu = Emulator::start(&w, &["--fail-rate", "1", "--seed", "3"]);
+    let emu = Emulator::builder(&w).fail_rate("1").seed(3).start();
     let start = Instant::now();
     // Far more retries than 2 s allow (backoff from 20 ms, doubling): the retry time, not the
     // count, ends each batch.
@@ -776,7 +732,7 @@ fn max_retry_time_fails_a_batch_that_keeps_failing_with_the_last_error() {
 fn max_retry_time_takes_a_duration() {
     let w = Workdir::new();
     w.write("in.csv", &valid_csv(1, "d"));
-    let emu = Emulator::start(&w, &[]);
+    let emu = Emulator::start(&w);
     let out = send(&w, &emu, "in.csv", &["--max-retry-time", "1w"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
@@ -796,19 +752,12 @@ fn send_always_throttled(
     extra: &[&str],
 ) -> (std::process::Output, Duration) {
     w.write("in.csv", &one_dataset(&valid_csv(30, "y")));
-    let emu = Emulator::start(
-        w,
-        &[
-            "--log-requests",
-            "requests.jsonl",
-            "--throttle-rate",
-            "1",
-            "--throttle-http",
-            http,
-            "--retry-after",
-            retry_after,
-        ],
-    );
+    let emu = Emulator::builder(w)
+        .log_requests()
+        .throttle_rate("1")
+        .throttle_http(http)
+        .retry_after(retry_after)
+        .start();
     let start = Instant::now();
     let mut args = vec!["--batch-size", "10", "--concurrency", "1"];
     args.extend_from_slice(extra);
@@ -878,7 +827,10 @@ fn sigint_during_a_throttle_pause_exits_at_once() {
     let w = Workdir::new();
     w.write("in.csv", &one_dataset(&valid_csv(40, "q")));
     // Every answer is a throttle asking for 60 s: the run is waiting when Ctrl-C comes.
-    let emu = Emulator::start(&w, &["--throttle-rate", "1", "--retry-after", "60"]);
+    let emu = Emulator::builder(&w)
+        .throttle_rate("1")
+        .retry_after("60")
+        .start();
     let child = send_cmd(&w, &emu, "in.csv", &["--batch-size", "10"])
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -51,7 +51,7 @@ fn overlapping_exports_in_two_runs_send_each_event_once() {
         "night2.csv",
         &(format!("{}\n{}\n", lines[0], lines[101..].join("\n"))),
     );
-    let emu = Emulator::start(&w, &["--record", "rec.jsonl"]);
+    let emu = Emulator::builder(&w).record().start();
     let m = w.copy("mappings/mixed.yaml");
     let m = m.to_str().unwrap();
     let a = run_send(&w, &send_args(m, &emu.url, "r1.csv", "night1.csv", &[]));
@@ -91,7 +91,7 @@ fn overlapping_exports_in_two_runs_send_each_event_once() {
 fn kill_9_mid_run_then_rerun_never_double_sends() {
     let w = Workdir::new();
     w.write("in.csv", &valid_csv(2000, "k"));
-    let emu = Emulator::start(&w, &["--record", "rec.jsonl", "--latency-ms", "150"]);
+    let emu = Emulator::builder(&w).record().latency_ms("150").start();
     let m = w.copy("mappings/mixed.yaml");
     let m = m.to_str().unwrap();
     let mut child = w
@@ -156,7 +156,7 @@ fn kill_9_mid_run_then_rerun_never_double_sends() {
 fn a_second_run_on_the_same_state_file_fails_at_once() {
     let w = Workdir::new();
     w.write("in.csv", &valid_csv(400, "c"));
-    let emu = Emulator::start(&w, &["--latency-ms", "200"]);
+    let emu = Emulator::builder(&w).latency_ms("200").start();
     let m = w.copy("mappings/mixed.yaml");
     let m = m.to_str().unwrap();
     let mut first = w
@@ -190,7 +190,7 @@ fn a_corrupt_or_foreign_state_file_is_a_clear_error_and_left_alone() {
     let w = Workdir::new();
     w.copy("samples/mixed.csv");
     w.write("state.db", "this is not a ledger\n");
-    let emu = Emulator::start(&w, &["--record", "rec.jsonl"]);
+    let emu = Emulator::builder(&w).record().start();
     let m = w.copy("mappings/mixed.yaml");
     let out = run_send(
         &w,
@@ -213,7 +213,7 @@ fn a_corrupt_or_foreign_state_file_is_a_clear_error_and_left_alone() {
 fn prune_keeps_what_is_inside_the_window_and_stats_export_work() {
     let w = Workdir::new();
     w.copy("samples/mixed.csv");
-    let emu = Emulator::start(&w, &[]);
+    let emu = Emulator::start(&w);
     let m = w.copy("mappings/mixed.yaml");
     let out = run_send(
         &w,

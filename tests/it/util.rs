@@ -117,10 +117,101 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Starts `msgcapi emulator --listen 127.0.0.1:0 --now NOW` plus `args`, expecting TOKEN.
-    pub fn start(w: &Workdir, args: &[&str]) -> Emulator {
-        let mut c = w.cmd(&["emulator", "--listen", "127.0.0.1:0", "--now", NOW]);
-        c.args(args)
+    /// An emulator for this work dir: `msgcapi emulator --listen 127.0.0.1:0 --now NOW`,
+    /// expecting TOKEN, with the faults and logs the test asks for.
+    pub fn builder(w: &Workdir) -> EmulatorBuilder<'_> {
+        EmulatorBuilder {
+            w,
+            args: Vec::new(),
+        }
+    }
+
+    /// An emulator without faults or logs.
+    pub fn start(w: &Workdir) -> Emulator {
+        Emulator::builder(w).start()
+    }
+}
+
+/// Flags for the emulator a test starts, one method per flag the tests use.
+pub struct EmulatorBuilder<'a> {
+    w: &'a Workdir,
+    args: Vec<String>,
+}
+
+impl EmulatorBuilder<'_> {
+    fn flag(mut self, name: &str, value: impl ToString) -> Self {
+        self.args.push(name.to_string());
+        self.args.push(value.to_string());
+        self
+    }
+
+    /// `--record rec.jsonl`: every accepted event (see [`recorded_ids`]).
+    pub fn record(self) -> Self {
+        self.flag("--record", "rec.jsonl")
+    }
+
+    /// `--log-requests requests.jsonl`: every request.
+    pub fn log_requests(self) -> Self {
+        self.flag("--log-requests", "requests.jsonl")
+    }
+
+    /// `--latency-ms`: `200` or `50..300`.
+    pub fn latency_ms(self, ms: &str) -> Self {
+        self.flag("--latency-ms", ms)
+    }
+
+    pub fn seed(self, seed: u64) -> Self {
+        self.flag("--seed", seed)
+    }
+
+    pub fn fail_rate(self, f: &str) -> Self {
+        self.flag("--fail-rate", f)
+    }
+
+    pub fn drop_rate(self, f: &str) -> Self {
+        self.flag("--drop-rate", f)
+    }
+
+    pub fn throttle_rate(self, f: &str) -> Self {
+        self.flag("--throttle-rate", f)
+    }
+
+    /// `400`, `429` or `mixed`.
+    pub fn throttle_http(self, http: &str) -> Self {
+        self.flag("--throttle-http", http)
+    }
+
+    pub fn retry_after(self, secs: &str) -> Self {
+        self.flag("--retry-after", secs)
+    }
+
+    pub fn regain_minutes(self, m: &str) -> Self {
+        self.flag("--regain-minutes", m)
+    }
+
+    pub fn expire_token_after(self, n: u64) -> Self {
+        self.flag("--expire-token-after", n)
+    }
+
+    pub fn reject_event_id(self, re: &str) -> Self {
+        self.flag("--reject-event-id", re)
+    }
+
+    pub fn undercount_event_id(self, re: &str) -> Self {
+        self.flag("--undercount-event-id", re)
+    }
+
+    /// Flags given as a list (tables of fault combinations).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    pub fn start(self) -> Emulator {
+        let mut c = self
+            .w
+            .cmd(&["emulator", "--listen", "127.0.0.1:0", "--now", NOW]);
+        c.args(&self.args)
             .env("MSGCAPI_EMULATOR_TOKEN", TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
