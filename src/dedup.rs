@@ -169,15 +169,63 @@ impl Dedup {
         }
     }
 
-    /// Records `key` first seen at `ordinal`. Returns `None` if it is new, or the ordinal of the
-    /// first occurrence (`u32::MAX` saturates for runs beyond 4 billion rows).
-    pub fn check(&mut self, key: u128, ordinal: u64) -> Option<u64> {
-        let shard = &mut self.shards[(key >> (128 - SHARD_BITS)) as usize];
-        // The 56 bits below the shard index, with the lowest bits folded in.
+    /// The shard and the fingerprint of a key: the 56 bits below the shard index, with the
+    /// lowest bits folded in.
+    fn place(key: u128) -> (usize, u64) {
         let fp = match ((key >> (128 - SHARD_BITS - FP_BITS)) as u64 ^ key as u64) & FP_MASK {
             0 => 1,
             fp => fp,
         };
+        ((key >> (128 - SHARD_BITS)) as usize, fp)
+    }
+
+    /// Checks a run of keys in order: `out[i]` is `check(keys[i], first + i)` (`None` for a row
+    /// without a key). The two halves of the table are independent, so they are checked on two
+    /// threads, each in input order; within a half, every key's slot is read before any key is
+    /// checked (the table is far larger than the caches, and independent reads overlap where a
+    /// check's probe-then-insert cannot).
+    pub fn check_all(&mut self, keys: &[Option<u128>], first: u64, out: &mut Vec<Option<u64>>) {
+        out.clear();
+        out.resize(keys.len(), None);
+        let half = self.shards.len() / 2;
+        let (lo, hi) = self.shards.split_at_mut(half);
+        let (out_lo, out_hi) = (&mut Vec::new(), &mut Vec::new());
+        let pass = |shards: &mut [Shard], offset: usize, found: &mut Vec<(usize, u64)>| {
+            let n = shards.len();
+            let mine = |k: &u128| {
+                let (i, fp) = Self::place(*k);
+                i.checked_sub(offset).filter(|i| *i < n).map(|i| (i, fp))
+            };
+            for (i, fp) in keys.iter().flatten().filter_map(mine) {
+                let shard = &shards[i];
+                let slot = shard.slots.get(Shard::home(fp, shard.cap));
+                std::hint::black_box(slot.map(|s| s.0[0]));
+            }
+            let mut added = 0;
+            for (row, key) in keys.iter().enumerate() {
+                let Some((i, fp)) = key.as_ref().and_then(mine) else {
+                    continue;
+                };
+                let ordinal = u32::try_from(first + row as u64).unwrap_or(u32::MAX);
+                match shards[i].check(fp, ordinal) {
+                    Some(o) => found.push((row, u64::from(o))),
+                    None => added += 1,
+                }
+            }
+            added
+        };
+        let (a, b) = rayon::join(|| pass(lo, 0, out_lo), || pass(hi, half, out_hi));
+        self.len += a + b;
+        for (row, o) in out_lo.iter().chain(out_hi.iter()) {
+            out[*row] = Some(*o);
+        }
+    }
+
+    /// Records `key` first seen at `ordinal`. Returns `None` if it is new, or the ordinal of the
+    /// first occurrence (`u32::MAX` saturates for runs beyond 4 billion rows).
+    pub fn check(&mut self, key: u128, ordinal: u64) -> Option<u64> {
+        let (i, fp) = Self::place(key);
+        let shard = &mut self.shards[i];
         let found = shard.check(fp, u32::try_from(ordinal).unwrap_or(u32::MAX));
         if found.is_none() {
             self.len += 1;
@@ -229,6 +277,37 @@ mod tests {
         }
         assert_eq!(d.check(9_999, 20_000), Some(9_999));
         assert_eq!(d.len(), 9_999);
+    }
+
+    #[test]
+    fn checking_a_chunk_at_once_is_checking_key_by_key() {
+        let mut one = Dedup::new();
+        let mut all = Dedup::new();
+        let mut x = 0x9e37_79b9_u64;
+        let mut first = 0;
+        for _ in 0..40 {
+            let keys: Vec<Option<u128>> = (0..2048)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (!x.is_multiple_of(7)).then(|| {
+                        u128::from(x % 30_000)
+                            .wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+                    })
+                })
+                .collect();
+            let want: Vec<Option<u64>> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| k.and_then(|k| one.check(k, first + i as u64)))
+                .collect();
+            let mut got = Vec::new();
+            all.check_all(&keys, first, &mut got);
+            assert_eq!(got, want);
+            first += keys.len() as u64;
+        }
+        assert_eq!(all.len(), one.len());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The one JSON string writer: request bodies and events are assembled as text (it is the hot
 //! path of `send` and `--emit-payloads`), and every string in them goes through [`push_str`].
+//! Also [`decimal`], integers as text without `fmt` (dedup keys, report lines).
 
 use std::fmt::Write as _;
 
@@ -7,7 +8,11 @@ use std::fmt::Write as _;
 /// allocating.
 pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    // Without a short-circuit, the check vectorizes: most strings need no escape at all.
+    let plain = !s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
         out.push_str(s);
     } else {
         for c in s.chars() {
@@ -27,6 +32,25 @@ pub fn push_str(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+/// `n` in decimal, as `n.to_string()` writes it, into `buf` (20 bytes fit any i64).
+pub fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut u = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
 }
 
 #[cfg(test)]

@@ -330,7 +330,7 @@ fn resolve<'a>(
 ) -> Result<Option<Cow<'a, str>>, String> {
     let text = match &f.src {
         Src::Constant(c) => c.as_str(),
-        Src::Column(i) => cell(*i).trim(),
+        Src::Column(i) => trim(cell(*i)),
     };
     let text = if text.is_empty() {
         match &f.default {
@@ -355,6 +355,16 @@ fn resolve<'a>(
                 ))
             }
         },
+    }
+}
+
+/// `str::trim`, without walking characters when the ends are plain ASCII (most cells).
+fn trim(s: &str) -> &str {
+    let plain = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii() && !(*b as char).is_whitespace());
+    if plain(s.as_bytes().first()) && plain(s.as_bytes().last()) {
+        s
+    } else {
+        s.trim()
     }
 }
 
@@ -402,5 +412,26 @@ fn parse_bool(text: &str) -> Option<bool> {
         Some(false)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn trim_is_str_trim() {
+        for s in [
+            "",
+            " ",
+            "a",
+            " a",
+            "a ",
+            "\u{b}a\u{b}",
+            "\u{a0}x\u{2003}",
+            "é",
+            " é ",
+            "\tab\r\n",
+        ] {
+            assert_eq!(super::trim(s), s.trim(), "{s:?}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! pinned by a golden test.
 
 use super::check::Checked;
+use crate::json::decimal;
 use crate::mapping::{KeyPart, Plan};
 
 /// The dedup key of a valid event, or the name of the key part that is empty (without it, two
@@ -60,28 +61,9 @@ impl KeyHasher {
     }
 }
 
-/// `n` in decimal, as `n.to_string()` writes it, into `buf` (20 bytes fit any i64).
-pub(super) fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    let mut u = n.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (u % 10) as u8;
-        u /= 10;
-        if u == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
-}
-
 #[cfg(test)]
 mod tests {
-    use super::decimal;
+    use crate::json::decimal;
 
     #[test]
     fn decimal_writes_what_to_string_writes() {

@@ -1,9 +1,9 @@
 //! PURE: whether a mapped row goes on to be sent, or what it is instead: invalid or expired (its
-//! verdict), a duplicate within the run (first seen wins), already sent or of unknown outcome in
-//! an earlier run (the ledger), or not sent because the run stopped. In that order.
+//! verdict), a duplicate within the run (first seen wins: dedup runs on the mapper thread, in
+//! input order), already sent or of unknown outcome in an earlier run (the ledger), or not sent
+//! because the run stopped. In that order.
 
 use super::outcome::{Outcome, Stop};
-use crate::dedup::Dedup;
 use crate::event::Verdict;
 use crate::ledger::{Entry, EntryState};
 
@@ -31,13 +31,12 @@ pub struct Gate<'a> {
     pub stop: Option<&'a Stop>,
 }
 
-/// Admits row `ordinal` (verdict and dedup key from mapping; `earlier`, what the ledger knows
-/// of its key). Records its key as seen.
+/// Admits a row: its verdict and dedup key from mapping, the earlier row of the run with the
+/// same key (`first_seen`, from dedup), and what the ledger knows of the key (`earlier`).
 pub fn admit<'a>(
     verdict: Verdict,
     key: Option<u128>,
-    ordinal: u64,
-    dedup: &mut Dedup,
+    first_seen: Option<u64>,
     earlier: Option<&'a Entry>,
     gate: Gate<'a>,
 ) -> Admission<'a> {
@@ -45,13 +44,13 @@ pub fn admit<'a>(
         // An interrupted dry run reads on only so that every row is reported.
         return Admission::Settle(Outcome::NotValidated);
     }
-    let Some(key) = key else {
+    if key.is_none() {
         return Admission::Settle(match verdict {
             Verdict::Expired => Outcome::Expired,
             Verdict::Invalid | Verdict::Valid => Outcome::Invalid,
         });
-    };
-    if let Some(first) = dedup.check(key, ordinal) {
+    }
+    if let Some(first) = first_seen {
         return Admission::Settle(Outcome::Duplicate { first });
     }
     match earlier {
@@ -106,43 +105,41 @@ mod tests {
 
     #[test]
     fn verdicts_without_a_key_settle_as_they_are() {
-        let mut d = Dedup::new();
         let g = gate(true, None);
         assert_eq!(
-            name(&admit(Verdict::Invalid, None, 0, &mut d, None, g)),
+            name(&admit(Verdict::Invalid, None, None, None, g)),
             "Invalid"
         );
         assert_eq!(
-            name(&admit(Verdict::Expired, None, 1, &mut d, None, g)),
+            name(&admit(Verdict::Expired, None, None, None, g)),
             "Expired"
         );
     }
 
     #[test]
     fn first_seen_wins_then_the_ledger_decides_then_the_stop() {
-        let mut d = Dedup::new();
         let g = gate(true, None);
         assert!(matches!(
-            admit(Verdict::Valid, Some(7), 0, &mut d, None, g),
+            admit(Verdict::Valid, Some(7), None, None, g),
             Admission::Batch
         ));
         assert!(matches!(
-            admit(Verdict::Valid, Some(7), 5, &mut d, None, g),
+            admit(Verdict::Valid, Some(7), Some(0), None, g),
             Admission::Settle(Outcome::Duplicate { first: 0 })
         ));
         // A duplicate is a duplicate even when the ledger knows the key.
         let acked = entry(EntryState::Acknowledged);
         assert!(matches!(
-            admit(Verdict::Valid, Some(7), 6, &mut d, Some(&acked), g),
+            admit(Verdict::Valid, Some(7), Some(0), Some(&acked), g),
             Admission::Settle(Outcome::Duplicate { first: 0 })
         ));
         assert!(matches!(
-            admit(Verdict::Valid, Some(8), 7, &mut d, Some(&acked), g),
+            admit(Verdict::Valid, Some(8), None, Some(&acked), g),
             Admission::Settle(Outcome::AlreadySent(_))
         ));
         let unknown = entry(EntryState::InFlight);
         assert!(matches!(
-            admit(Verdict::Valid, Some(9), 8, &mut d, Some(&unknown), g),
+            admit(Verdict::Valid, Some(9), None, Some(&unknown), g),
             Admission::Settle(Outcome::UnknownEarlier(_))
         ));
         let resend = Gate {
@@ -150,44 +147,34 @@ mod tests {
             ..g
         };
         assert!(matches!(
-            admit(Verdict::Valid, Some(10), 9, &mut d, Some(&unknown), resend),
+            admit(Verdict::Valid, Some(10), None, Some(&unknown), resend),
             Admission::Batch
         ));
         let stop = Stop::MaxErrors(3);
+        let stopped = gate(true, Some(&stop));
         assert!(matches!(
-            admit(
-                Verdict::Valid,
-                Some(11),
-                10,
-                &mut d,
-                None,
-                gate(true, Some(&stop))
-            ),
+            admit(Verdict::Valid, Some(11), None, None, stopped),
             Admission::Settle(Outcome::Stopped(Stop::MaxErrors(3)))
         ));
         // After a stop, rows are still checked, deduplicated and looked up.
         assert!(matches!(
-            admit(
-                Verdict::Valid,
-                Some(11),
-                11,
-                &mut d,
-                None,
-                gate(true, Some(&stop))
-            ),
+            admit(Verdict::Valid, Some(11), Some(10), None, stopped),
             Admission::Settle(Outcome::Duplicate { first: 10 })
+        ));
+        assert!(matches!(
+            admit(Verdict::Expired, None, None, None, stopped),
+            Admission::Settle(Outcome::Expired)
         ));
     }
 
     #[test]
     fn a_dry_run_checks_until_it_is_interrupted() {
-        let mut d = Dedup::new();
         let no_payloads = Gate {
             payloads: false,
             ..gate(false, None)
         };
         assert!(matches!(
-            admit(Verdict::Valid, Some(1), 0, &mut d, None, no_payloads),
+            admit(Verdict::Valid, Some(1), None, None, no_payloads),
             Admission::Valid
         ));
         let payloads = Gate {
@@ -195,13 +182,13 @@ mod tests {
             ..no_payloads
         };
         assert!(matches!(
-            admit(Verdict::Valid, Some(2), 1, &mut d, None, payloads),
+            admit(Verdict::Valid, Some(2), None, None, payloads),
             Admission::Batch
         ));
         let stop = Stop::Interrupted;
         for v in [Verdict::Valid, Verdict::Invalid] {
             assert!(matches!(
-                admit(v, Some(3), 2, &mut d, None, gate(false, Some(&stop))),
+                admit(v, Some(3), None, None, gate(false, Some(&stop))),
                 Admission::Settle(Outcome::NotValidated)
             ));
         }

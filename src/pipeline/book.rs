@@ -21,12 +21,6 @@ pub struct Ticket {
     settled: bool,
 }
 
-impl Ticket {
-    pub fn ordinal(&self) -> u64 {
-        self.ordinal
-    }
-}
-
 impl Drop for Ticket {
     fn drop(&mut self) {
         // While a thread unwinds from a panic, its tickets go with it; that is reported as the
@@ -399,7 +393,6 @@ mod tests {
         let t = enter(&mut b, 0, 1, "");
         b.settle(t, Outcome::NotValidated);
         let orphan = enter(&mut b, 0, 2, "");
-        let _ = orphan.ordinal();
         // The sender died with the ticket: the book settles what is left.
         std::mem::forget(orphan);
         b.settle_orphans(Outcome::Lost);

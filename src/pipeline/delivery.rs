@@ -22,7 +22,7 @@ use crate::config::SendConfig;
 use crate::ledger::{Entry, Ledger, NewKey};
 use crate::sink::{
     Batch, Batcher, Delivery as Fate, NotSent, PendingEvent, Sender, SinkMessage, SinkStats,
-    request_body,
+    write_body,
 };
 
 /// How long one wait for answers blocks before the loop looks around again.
@@ -137,17 +137,15 @@ impl Delivery {
     /// A cut batch: its payload file first (`--emit-payloads`), then the queue.
     fn enqueue(&mut self, end: &mut RunEnd, batch: Batch<Ticket>) {
         if let Some(p) = &self.payloads {
-            let body = request_body(
-                &batch,
-                p.partner_agent.as_deref(),
-                p.test_event_code.as_deref(),
-                None,
-            );
             let path = p
                 .dir
                 .join(format!("{}-{:06}.json", batch.dataset_id, batch.id));
-            let written = crate::report::create_private(&path)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, body.as_bytes()));
+            let written = crate::report::create_private(&path).and_then(|f| {
+                let mut f = std::io::BufWriter::with_capacity(1 << 16, f);
+                let (agent, code) = (p.partner_agent.as_deref(), p.test_event_code.as_deref());
+                write_body(&mut f, &batch, agent, code)?;
+                std::io::Write::flush(&mut f)
+            });
             if let Err(e) = written {
                 end.stop(Stop::OutputUnwritable(format!(
                     "cannot write payload `{}`: {e}",

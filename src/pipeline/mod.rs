@@ -27,7 +27,6 @@ pub use outcome::{RunEnd, Stop};
 use stages::Stages;
 
 use crate::config::{Mode, RunConfig};
-use crate::dedup::Dedup;
 use crate::error::{Error, Result};
 use crate::ledger::{self, Ledger};
 use crate::report::{self, Progress, ReportWriter, Summary};
@@ -69,7 +68,6 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
     let progress = Progress::new(total_bytes(&cfg), cfg.quiet);
     let mut book = RowBook::new(report, names, cfg.plan.key_description());
     let mut end = RunEnd::default();
-    let mut dedup = Dedup::new();
 
     while end.reads_on() {
         let Some(next) = stages.next() else { break };
@@ -83,15 +81,8 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
         if cfg.interrupted.load(std::sync::atomic::Ordering::Relaxed) {
             end.stop(Stop::Interrupted);
         }
-        admit_chunk(
-            &cfg,
-            &mut book,
-            &mut delivery,
-            &mut end,
-            &mut dedup,
-            &mut mapped,
-        );
-        stages.recycle(mapped.chunk, mapped.mapped);
+        admit_chunk(&cfg, &mut book, &mut delivery, &mut end, &mut mapped);
+        stages.recycle(mapped);
         delivery.wait(&mut book, &mut end, Until::Submitted);
         if book.len() > MAX_BUFFERED_ROWS {
             delivery.cut_open(&mut end);
@@ -137,7 +128,6 @@ fn admit_chunk(
     book: &mut RowBook,
     delivery: &mut Delivery,
     end: &mut RunEnd,
-    dedup: &mut Dedup,
     m: &mut stages::MappedChunk,
 ) {
     // One ledger read per chunk for every valid row's key.
@@ -154,7 +144,8 @@ fn admit_chunk(
     for (i, row) in m.mapped.drain(..).enumerate() {
         let ticket = book.enter(m.file, &rows[i], row.reason, row.identity, row.key);
         let earlier = known.get(i).and_then(Option::as_ref);
-        match admit(row.verdict, row.key, ticket.ordinal(), dedup, earlier, gate) {
+        let first_seen = m.first_seen.get(i).copied().flatten();
+        match admit(row.verdict, row.key, first_seen, earlier, gate) {
             Admission::Settle(outcome) => book.settle(ticket, outcome),
             Admission::Batch if let Some(json) = row.json => {
                 let dataset = book.get(&ticket).map_or("", |(id, _)| &id.dataset_id);

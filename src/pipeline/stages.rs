@@ -1,8 +1,8 @@
 //! The reader and mapper threads, and the bounded channels between them and the orchestrator.
 //!
 //! - The reader streams chunks of 2048 rows from the inputs, one file after another.
-//! - The mapper maps and validates each chunk in parallel (rayon), one chunk ahead of the
-//!   orchestrator's sequential stage.
+//! - The mapper maps and validates each chunk in parallel (rayon), then runs dedup over it in
+//!   input order (first seen wins), one chunk ahead of the orchestrator's sequential stage.
 //! - Used chunks and result vectors go back upstream for reuse, so their buffers are not freed on
 //!   one thread and allocated again on another (which costs the allocator memory). Recycling is
 //!   best effort: a full return channel just drops the spare.
@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
+use crate::dedup::Dedup;
 use crate::event::{self, Mapped, Rules};
 use crate::mapping::Plan;
 use crate::source::{Chunk, Source, SourceError};
@@ -27,11 +28,13 @@ pub const CHUNK_ROWS: usize = 2048;
 /// and waiting, and the one in the sequential stage, at most 5 chunks are in memory.
 const QUEUE_CHUNKS: usize = 2;
 
-/// A chunk of one input file, mapped row by row.
+/// A chunk of one input file, mapped row by row, with each row's dedup verdict.
 pub struct MappedChunk {
     pub file: u32,
     pub chunk: Chunk,
     pub mapped: Vec<Mapped>,
+    /// Per row: the ordinal of the earlier row with the same dedup key, if any.
+    pub first_seen: Vec<Option<u64>>,
 }
 
 enum ReaderMsg {
@@ -39,13 +42,16 @@ enum ReaderMsg {
     Failed(SourceError),
 }
 
+/// Result vectors going back to the mapper for reuse.
+type Spare = (Vec<Mapped>, Vec<Option<u64>>);
+
 /// What comes out of the stages: a mapped chunk, or why reading stopped.
 pub type Next = Result<MappedChunk, String>;
 
 pub struct Stages {
     rx: mpsc::Receiver<Next>,
     spare_chunks: mpsc::SyncSender<Chunk>,
-    spare_mapped: mpsc::SyncSender<Vec<Mapped>>,
+    spare_mapped: mpsc::SyncSender<Spare>,
     reader: JoinHandle<()>,
     mapper: JoinHandle<()>,
     /// Input bytes consumed so far, for the progress bar.
@@ -71,24 +77,30 @@ impl Stages {
                 .spawn(move || read_all(sources, chunk_tx, spare_chunk_rx, bytes))?
         };
         let (tx, rx) = mpsc::sync_channel::<Next>(1);
-        let (spare_mapped, spare_mapped_rx) = mpsc::sync_channel::<Vec<Mapped>>(3);
+        let (spare_mapped, spare_mapped_rx) = mpsc::sync_channel::<Spare>(3);
         let mapper = std::thread::Builder::new()
             .name("mapper".into())
             .spawn(move || {
+                let mut dedup = Dedup::new();
+                let mut ordinal = 0u64;
                 for msg in chunk_rx {
                     let out = match msg {
                         ReaderMsg::Chunk(file, chunk) => {
-                            let mut mapped = spare_mapped_rx.try_recv().unwrap_or_default();
+                            let (mut mapped, mut first_seen) =
+                                spare_mapped_rx.try_recv().unwrap_or_default();
                             if skip.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
                                 mapped.clear();
                                 mapped.resize_with(chunk.len(), || Mapped::unreadable(""));
                             } else {
                                 map_chunk(&plan, &rules, &chunk, &mut mapped);
                             }
+                            deduplicate(&mut dedup, &mapped, ordinal, &mut first_seen);
+                            ordinal += chunk.len() as u64;
                             Ok(MappedChunk {
                                 file,
                                 chunk,
                                 mapped,
+                                first_seen,
                             })
                         }
                         ReaderMsg::Failed(e) => Err(e.to_string()),
@@ -120,9 +132,9 @@ impl Stages {
     }
 
     /// Hands a used chunk back for reuse.
-    pub fn recycle(&self, chunk: Chunk, mapped: Vec<Mapped>) {
-        let _ = self.spare_chunks.try_send(chunk);
-        let _ = self.spare_mapped.try_send(mapped);
+    pub fn recycle(&self, m: MappedChunk) {
+        let _ = self.spare_chunks.try_send(m.chunk);
+        let _ = self.spare_mapped.try_send((m.mapped, m.first_seen));
     }
 
     /// Stops the threads and waits for them. `Err` when one of them died.
@@ -164,6 +176,13 @@ fn read_all(
         }
         finished_bytes += s.bytes_read();
     }
+}
+
+/// First seen wins: for each row with a dedup key, the ordinal of an earlier row with the same
+/// key (see [`Dedup::check_all`]).
+fn deduplicate(dedup: &mut Dedup, mapped: &[Mapped], first: u64, out: &mut Vec<Option<u64>>) {
+    let keys: Vec<Option<u128>> = mapped.iter().map(|m| m.key).collect();
+    dedup.check_all(&keys, first, out);
 }
 
 /// Maps and validates a chunk in parallel into `out` (emptied first); results in row order.

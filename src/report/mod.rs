@@ -106,7 +106,7 @@ pub enum ReportFormat {
 }
 
 enum Out {
-    Csv(Box<csv::Writer<Box<dyn Write + Send>>>),
+    Csv(BufWriter<Box<dyn Write + Send>>),
     Jsonl(BufWriter<Box<dyn Write + Send>>),
 }
 
@@ -115,7 +115,32 @@ pub struct ReportWriter {
     out: Out,
     files: Vec<String>,
     pub summary: Summary,
-    scratch: [String; 9],
+    /// One CSV line, assembled before it is written.
+    line: Vec<u8>,
+}
+
+/// Appends field `i` of a CSV line as RFC 4180 (and the `csv` crate) write it: a separating
+/// comma, then the text, quoted (quotes doubled) when it holds a comma, a quote or a line break.
+fn csv_field(line: &mut Vec<u8>, i: usize, text: &[u8]) {
+    if i > 0 {
+        line.push(b',');
+    }
+    // Without a short-circuit, the check vectorizes; most fields need no quotes.
+    let quote = text.iter().fold(false, |q, &b| {
+        q | (b == b',') | (b == b'"') | (b == b'\n') | (b == b'\r')
+    });
+    if !quote {
+        line.extend_from_slice(text);
+        return;
+    }
+    line.push(b'"');
+    for part in text.split_inclusive(|&b| b == b'"') {
+        line.extend_from_slice(part);
+        if part.last() == Some(&b'"') {
+            line.push(b'"');
+        }
+    }
+    line.push(b'"');
 }
 
 /// Creates `path` for writing with mode 0600 (the report and payloads may identify customers).
@@ -145,11 +170,14 @@ impl ReportWriter {
         };
         let out = match format {
             ReportFormat::Csv => {
-                let mut w = csv::WriterBuilder::new()
-                    .buffer_capacity(1 << 16)
-                    .from_writer(sink);
-                w.write_record(COLUMNS).map_err(io::Error::other)?;
-                Out::Csv(Box::new(w))
+                let mut w = BufWriter::with_capacity(1 << 16, sink);
+                let mut line = Vec::new();
+                for (i, c) in COLUMNS.iter().enumerate() {
+                    csv_field(&mut line, i, c.as_bytes());
+                }
+                line.push(b'\n');
+                w.write_all(&line)?;
+                Out::Csv(w)
             }
             ReportFormat::Jsonl => Out::Jsonl(BufWriter::new(sink)),
         };
@@ -157,7 +185,7 @@ impl ReportWriter {
             out,
             files,
             summary: Summary::default(),
-            scratch: Default::default(),
+            line: Vec::with_capacity(512),
         })
     }
 
@@ -170,51 +198,32 @@ impl ReportWriter {
             .unwrap_or("");
         match &mut self.out {
             Out::Csv(w) => {
-                use std::fmt::Write as _;
-                let s = &mut self.scratch;
-                for x in s.iter_mut() {
-                    x.clear();
-                }
-                let _ = write!(s[0], "{}", r.row);
-                let _ = write!(s[1], "{}", r.line);
                 let (id, a) = (&r.identity, &r.answer);
-                if let Some(v) = id.event_time {
-                    let _ = write!(s[2], "{v}");
-                }
-                if let Some(v) = a.batch {
-                    let _ = write!(s[3], "{v}");
-                }
-                if let Some(v) = a.attempts {
-                    let _ = write!(s[4], "{v}");
-                }
-                if let Some(v) = a.http_status {
-                    let _ = write!(s[5], "{v}");
-                }
-                if let Some(v) = a.error_code {
-                    let _ = write!(s[6], "{v}");
-                }
-                if let Some(v) = a.error_subcode {
-                    let _ = write!(s[7], "{v}");
-                }
-                w.write_record([
-                    file,
-                    &s[0],
-                    &s[1],
-                    r.status.as_str(),
-                    &r.reason,
-                    &id.dataset_id,
-                    &id.channel,
-                    &id.event_name,
-                    &id.event_id,
-                    &s[2],
-                    &s[3],
-                    &s[4],
-                    &s[5],
-                    &s[6],
-                    &s[7],
-                    a.fbtrace_id.as_deref().unwrap_or(""),
-                ])
-                .map_err(io::Error::other)
+                let l = &mut self.line;
+                l.clear();
+                let mut digits = [0u8; 20];
+                let mut num = |l: &mut Vec<u8>, i, n: Option<i64>| {
+                    let text = n.map_or(&[][..], |n| crate::json::decimal(n, &mut digits));
+                    csv_field(l, i, text);
+                };
+                csv_field(l, 0, file.as_bytes());
+                num(l, 1, i64::try_from(r.row).ok());
+                num(l, 2, i64::try_from(r.line).ok());
+                csv_field(l, 3, r.status.as_str().as_bytes());
+                csv_field(l, 4, r.reason.as_bytes());
+                csv_field(l, 5, id.dataset_id.as_bytes());
+                csv_field(l, 6, id.channel.as_bytes());
+                csv_field(l, 7, id.event_name.as_bytes());
+                csv_field(l, 8, id.event_id.as_bytes());
+                num(l, 9, id.event_time);
+                num(l, 10, a.batch.and_then(|b| i64::try_from(b).ok()));
+                num(l, 11, a.attempts.map(i64::from));
+                num(l, 12, a.http_status.map(i64::from));
+                num(l, 13, a.error_code);
+                num(l, 14, a.error_subcode);
+                csv_field(l, 15, a.fbtrace_id.as_deref().unwrap_or("").as_bytes());
+                l.push(b'\n');
+                w.write_all(l)
             }
             Out::Jsonl(w) => {
                 let (id, a) = (&r.identity, &r.answer);
@@ -233,8 +242,7 @@ impl ReportWriter {
 
     pub fn finish(self) -> io::Result<Summary> {
         match self.out {
-            Out::Csv(mut w) => w.flush()?,
-            Out::Jsonl(mut w) => w.flush()?,
+            Out::Csv(mut w) | Out::Jsonl(mut w) => w.flush()?,
         }
         Ok(self.summary)
     }

@@ -26,15 +26,28 @@ fn bump(map: &mut BTreeMap<String, BTreeMap<&'static str, u64>>, key: &str, s: &
     if key.is_empty() {
         return;
     }
-    let key = if map.contains_key(key) || map.len() < MAX_SUMMARY_KEYS {
+    if let Some(per) = map.get_mut(key) {
+        return bump_status(per, s);
+    }
+    let key = if map.len() < MAX_SUMMARY_KEYS {
         key
     } else {
         "(other)"
     };
-    if let Some(per) = map.get_mut(key) {
-        *per.entry(s).or_default() += 1;
-    } else {
-        map.entry(key.to_string()).or_default().insert(s, 1);
+    match map.get_mut(key) {
+        Some(per) => bump_status(per, s),
+        None => {
+            map.entry(key.to_string()).or_default().insert(s, 1);
+        }
+    }
+}
+
+fn bump_status(per: &mut BTreeMap<&'static str, u64>, s: &'static str) {
+    match per.get_mut(s) {
+        Some(n) => *n += 1,
+        None => {
+            per.insert(s, 1);
+        }
     }
 }
 
@@ -42,7 +55,7 @@ impl Summary {
     pub(super) fn count(&mut self, r: &ReportRow) {
         self.rows += 1;
         let s = r.status.as_str();
-        *self.by_status.entry(s).or_default() += 1;
+        bump_status(&mut self.by_status, s);
         bump(&mut self.by_channel, &r.identity.channel, s);
         bump(&mut self.by_event_name, &r.identity.event_name, s);
     }

@@ -127,8 +127,9 @@ pub fn request_body_for<T>(
     test_event_code: Option<&str>,
     auth: Option<&Auth>,
 ) -> String {
+    let tail = body_tail(partner_agent, test_event_code, auth);
     let n: usize = events.iter().map(|e| e.json.len() + 1).sum();
-    let mut s = String::with_capacity(n + BODY_OVERHEAD);
+    let mut s = String::with_capacity(n + 16 + tail.len());
     s.push_str("{\"data\":[");
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
@@ -136,6 +137,35 @@ pub fn request_body_for<T>(
         }
         s.push_str(&e.json);
     }
+    s.push_str(&tail);
+    s
+}
+
+/// Writes the token-less body of a batch (`--emit-payloads`) straight to `out`: the same bytes
+/// as [`request_body`], without assembling them in memory first.
+pub fn write_body<T>(
+    out: &mut impl std::io::Write,
+    batch: &Batch<T>,
+    partner_agent: Option<&str>,
+    test_event_code: Option<&str>,
+) -> std::io::Result<()> {
+    out.write_all(b"{\"data\":[")?;
+    for (i, e) in batch.events.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        out.write_all(e.json.as_bytes())?;
+    }
+    out.write_all(body_tail(partner_agent, test_event_code, None).as_bytes())
+}
+
+/// What follows the events: `]`, the other fields, `}`.
+fn body_tail(
+    partner_agent: Option<&str>,
+    test_event_code: Option<&str>,
+    auth: Option<&Auth>,
+) -> String {
+    let mut s = String::with_capacity(BODY_OVERHEAD);
     s.push(']');
     if let Some(p) = partner_agent {
         s.push_str(",\"partner_agent\":");
@@ -227,6 +257,12 @@ mod tests {
         assert_eq!(
             request_body(&batch, Some("acme"), None, None),
             r#"{"data":[{"a":1},{"b":2}],"partner_agent":"acme"}"#
+        );
+        let mut written = Vec::new();
+        write_body(&mut written, &batch, Some("acme"), Some("T\"1")).unwrap();
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            request_body(&batch, Some("acme"), Some("T\"1"), None)
         );
         let auth = Auth {
             token: Secret::new("tok\"en"),

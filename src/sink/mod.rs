@@ -14,7 +14,7 @@ pub mod endpoint;
 
 use std::time::Duration;
 
-pub use batch::{Auth, Batcher, request_body};
+pub use batch::{Auth, Batcher, request_body, write_body};
 pub use classify::{FatalKind, GraphError};
 pub use client::{Sender, SinkConfig, SinkMessage, SinkStats};
 pub use endpoint::Endpoint;

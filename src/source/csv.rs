@@ -218,14 +218,30 @@ impl Source for CsvSource {
                 });
                 continue;
             }
-            // Validate only the projected cells: the row's other columns are never read.
-            let mut bad = None;
-            for (k, &c) in self.projection.iter().enumerate() {
-                if std::str::from_utf8(&self.record[c]).is_err() {
-                    bad = Some(k);
-                    break;
-                }
+            // One UTF-8 check for the whole record instead of one per cell. Fields that are
+            // each valid are valid together; a record whose concatenation is valid but splits
+            // a character across two fields fails `get` at the boundary and is checked cell by
+            // cell, like any record that fails. Only projected cells count: a row's other
+            // columns are never read.
+            let record = &self.record;
+            let whole = std::str::from_utf8(record.as_slice()).ok();
+            let cells_ok = whole.is_some_and(|text| {
+                self.projection
+                    .iter()
+                    .all(|&c| record.range(c).and_then(|r| text.get(r)).is_some())
+            });
+            if let (true, Some(text)) = (cells_ok, whole) {
+                let cell = |c: usize| record.range(c).and_then(|r| text.get(r));
+                chunk.push_row(
+                    meta,
+                    self.projection.iter().map(|&c| cell(c).unwrap_or_default()),
+                );
+                continue;
             }
+            let bad = self
+                .projection
+                .iter()
+                .position(|&c| std::str::from_utf8(&record[c]).is_err());
             if let Some(k) = bad {
                 let col = &self.headers[self.projection[k]];
                 chunk.push_error_row(RowMeta {
@@ -234,7 +250,6 @@ impl Source for CsvSource {
                 });
                 continue;
             }
-            let record = &self.record;
             chunk.push_row(
                 meta,
                 self.projection
@@ -317,6 +332,22 @@ mod tests {
         );
         assert_eq!(c[4], vec!["9"]);
         assert_eq!(c[1], vec![""]);
+    }
+
+    #[test]
+    fn a_character_split_across_two_cells_is_invalid_utf8() {
+        // "\xc3" then "\xa9": each cell is invalid, though together they spell `é`.
+        let d = tempfile::tempdir().unwrap();
+        let p = file(&d, "s.csv", b"a,b,c\n\xc3,\xa9,x\nok,\xc3\xa9,y\n");
+        let mut s = CsvSource::open(&p, &cols(&["c", "b", "a"]), Some(b',')).unwrap();
+        let (m, c) = all(&mut s, 10);
+        assert_eq!(m[0].error.as_deref(), Some("invalid UTF-8 in column `b`"));
+        assert_eq!(c[1], vec!["y", "é", "ok"]);
+        // A bad cell that is not projected does not matter.
+        let mut s = CsvSource::open(&p, &cols(&["c"]), Some(b',')).unwrap();
+        let (m, c) = all(&mut s, 10);
+        assert!(m.iter().all(|m| m.error.is_none()));
+        assert_eq!(c, vec![vec!["x"], vec!["y"]]);
     }
 
     #[test]

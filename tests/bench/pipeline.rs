@@ -1,7 +1,7 @@
 //! `cargo bench`: generates its own inputs, runs the release binary, prints rows/s and peak RSS.
 //!
 //! Scenarios (sizes via env, defaults in parentheses; 0 skips a scenario):
-//! - validate a CSV of `BENCH_ROWS` (1,000,000) rows;
+//! - validate a CSV of `BENCH_ROWS` (1,000,000) rows, plain and with `--emit-payloads`;
 //! - validate a CSV of `BENCH_BIG_ROWS` (10,000,000) rows, for peak memory;
 //! - validate the same export as Parquet, `BENCH_PARQUET_ROWS` (1,000,000) rows;
 //! - send `BENCH_SEND_ROWS` (1,000,000) events to the emulator with no latency, with and without
@@ -153,22 +153,18 @@ fn best_of_three(mut one: impl FnMut(usize) -> Run) -> Run {
     best
 }
 
-/// Best of three `validate` runs of `input` (`bytes` long), printed as one line.
-fn validate_bench(mapping: &str, input: &Path, bytes: u64, dir: &Path, note: &str) {
+/// Best of three `validate` runs of `input` (`bytes` long) with `extra` flags, printed as one
+/// line. `--emit-payloads` runs write to a fresh directory each time.
+fn validate_bench(mapping: &str, input: &Path, bytes: u64, dir: &Path, extra: &[&str], note: &str) {
     let r = best_of_three(|_| {
-        run(
-            &[
-                "validate",
-                "--mapping",
-                mapping,
-                "--now",
-                NOW,
-                input.to_str().unwrap_or_default(),
-            ],
-            &[],
-            dir,
-        )
+        let payloads = dir.join("payloads");
+        let _ = std::fs::remove_dir_all(&payloads);
+        let mut args = vec!["validate", "--mapping", mapping, "--now", NOW];
+        args.extend_from_slice(extra);
+        args.push(input.to_str().unwrap_or_default());
+        run(&args, &[], dir)
     });
+    let _ = std::fs::remove_dir_all(dir.join("payloads"));
     println!(
         "validate  {:>10} rows  {:>6.1} MB  {:>6.2} s  {:>10.0} rows/s  peak RSS {:>6.1} MB{note}",
         r.rows,
@@ -271,7 +267,13 @@ fn main() {
         let csv = d.join(name);
         let bytes = generate(&csv, rows).expect("generate input");
         settle_disk();
-        validate_bench(mapping, &csv, bytes, d, "");
+        validate_bench(mapping, &csv, bytes, d, &[], "");
+        if var == "BENCH_ROWS" {
+            // The exact request bodies of every batch, written as files (a dry run of send).
+            let payloads = d.join("payloads");
+            let flags = ["--emit-payloads", payloads.to_str().unwrap_or_default()];
+            validate_bench(mapping, &csv, bytes, d, &flags, "  (--emit-payloads)");
+        }
         let _ = std::fs::remove_file(csv);
     }
 
@@ -284,7 +286,7 @@ fn main() {
         let bytes = to_parquet(&csv, &pq).expect("write parquet");
         let _ = std::fs::remove_file(csv);
         settle_disk();
-        validate_bench(mapping, &pq, bytes, d, "  (Parquet)");
+        validate_bench(mapping, &pq, bytes, d, &[], "  (Parquet)");
         let _ = std::fs::remove_file(pq);
     }
 
