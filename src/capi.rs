@@ -32,6 +32,11 @@ pub fn standard_event_name(name: &str) -> Option<&'static str> {
 pub const MAX_AGE_SECS: i64 = 7 * 24 * 3600;
 /// Events further than this in the future are invalid (policy, capi-spec.md §2).
 pub const MAX_FUTURE_SECS: i64 = 60;
+/// The earliest and latest event times that are times at all (0001-01-01, 9999-12-31 23:59:59
+/// UTC); outside, a value is a wrapped or garbled number.
+pub const MIN_TIME: i64 = -62_135_596_800;
+pub const MAX_TIME: i64 = 253_402_300_799;
+
 /// The ledger keeps a record this long past Meta's window (a day of slack for late reruns).
 pub const LEDGER_WINDOW_SECS: i64 = MAX_AGE_SECS + 24 * 3600;
 

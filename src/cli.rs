@@ -81,6 +81,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "CHAR", value_parser = delimiter)]
     pub delimiter: Option<u8>,
 
+    /// Longest cell kept, in bytes (`64KiB`, `1MiB`, or a number): a longer one makes its row
+    /// invalid and is never held in memory
+    #[arg(long, default_value = "64KiB", value_name = "BYTES", value_parser = cell_bytes)]
+    pub max_cell_bytes: usize,
+
     /// Events per request (at most 1000)
     #[arg(long, default_value = "1000", value_name = "N", value_parser = batch_size)]
     pub batch_size: NonZeroUsize,
@@ -339,6 +344,32 @@ fn delimiter(s: &str) -> Result<u8, String> {
     }
 }
 
+/// `--max-cell-bytes`: 1 KiB to 16 MiB, as bytes or with a `KiB`/`MiB` (or `K`/`M`) suffix.
+fn cell_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.find(|c: char| !c.is_ascii_digit()) {
+        None => (t, 1),
+        Some(i) => match &t[i..] {
+            "KiB" | "K" | "k" | "KB" | "kB" => (&t[..i], 1 << 10),
+            "MiB" | "M" | "MB" => (&t[..i], 1 << 20),
+            _ => {
+                return Err(format!(
+                    "expected bytes such as `65536`, `64KiB` or `1MiB`; got `{s}`"
+                ));
+            }
+        },
+    };
+    let n = num
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("expected bytes such as `65536`, `64KiB` or `1MiB`; got `{s}`"))?;
+    if !(1 << 10..=16 << 20).contains(&n) {
+        return Err(format!("must be between 1KiB and 16MiB; got `{s}`"));
+    }
+    Ok(n)
+}
+
 /// `--batch-size`: 1 to 1000, Meta's limit per request.
 fn batch_size(s: &str) -> Result<NonZeroUsize, String> {
     match s.trim().parse::<usize>() {
@@ -416,5 +447,10 @@ mod tests {
         assert_eq!(latency("50..300"), Ok((50, 300)));
         assert!(latency("inf").is_err());
         assert!(backoff_ms("18446744073709551615").is_err());
+        assert_eq!(cell_bytes("64KiB"), Ok(65_536));
+        assert_eq!(cell_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(cell_bytes("2048"), Ok(2048));
+        assert!(cell_bytes("17MiB").is_err() && cell_bytes("10").is_err());
+        assert!(cell_bytes("64 KiB").is_err() && cell_bytes("1e9").is_err());
     }
 }

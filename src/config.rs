@@ -82,6 +82,7 @@ impl RunConfig {
             expiry_margin,
             format,
             delimiter,
+            max_cell_bytes,
             batch_size,
             max_body_bytes,
             test_event_code,
@@ -102,7 +103,11 @@ impl RunConfig {
         Ok(RunConfig {
             mode,
             inputs,
-            read: ReadOptions { format, delimiter },
+            read: ReadOptions {
+                format,
+                delimiter,
+                max_cell_bytes,
+            },
             plan,
             rules,
             report,
@@ -189,6 +194,11 @@ pub fn send(
     };
     let test_event_code = run.test_event_code.clone();
     let cfg = RunConfig::build(run, resend_unknown, interrupted, |plan| {
+        if let Some(field) = plan.holds(auth.token.expose()) {
+            return Err(Error::Usage(format!(
+                "the mapping's `{field}` holds the access token; secrets never go into events\n  hint: the mapping reads an environment variable that holds the token: map another"
+            )));
+        }
         Ok(Mode::Send(Box::new(SendConfig {
             sink: SinkConfig {
                 endpoint,

@@ -21,6 +21,7 @@ pub mod event;
 pub mod json;
 pub mod ledger;
 pub mod mapping;
+pub mod panic;
 pub mod pipeline;
 pub mod report;
 pub mod secret;

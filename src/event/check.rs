@@ -137,7 +137,14 @@ pub fn check<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a str)
     if let Some(t) = c.required(&plan.event_time.field, &cell, "event_time") {
         let spec = &plan.event_time;
         match parse_time(&t, &spec.format, &spec.timezone) {
-            Ok(s) => c.event_time = Some(s),
+            Ok(s) if (capi::MIN_TIME..=capi::MAX_TIME).contains(&s) => c.event_time = Some(s),
+            Ok(_) => push(
+                &mut c.problems,
+                format!(
+                    "event_time `{}` is not a time (before year 1 or after 9999)",
+                    t.trim()
+                ),
+            ),
             Err(e) => push(&mut c.problems, e),
         }
     }

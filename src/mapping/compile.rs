@@ -289,6 +289,17 @@ impl Compiler<'_> {
             return Ok(Src::Constant(c.0.clone()));
         }
         let var = env.as_deref().unwrap_or_default();
+        if SECRETS.contains(&var) {
+            return Err(self.err(
+                at,
+                &format!("{key}.env"),
+                format!("`{var}` holds a secret; a mapping cannot read it"),
+                Some(
+                    "secrets never go into events, payload files or messages: map another variable"
+                        .into(),
+                ),
+            ));
+        }
         match (self.env)(var) {
             Some(val) if !val.trim().is_empty() => Ok(Src::Constant(val.trim().to_string())),
             _ => Err(self.err(
@@ -693,6 +704,14 @@ impl Compiler<'_> {
         Ok(())
     }
 }
+
+/// Environment variables that hold msgcapi's secrets: never a field's source.
+const SECRETS: [&str; 4] = [
+    "MSGCAPI_ACCESS_TOKEN",
+    "MSGCAPI_APP_SECRET",
+    "MSGCAPI_EMULATOR_TOKEN",
+    "MSGCAPI_EMULATOR_APP_SECRET",
+];
 
 /// A `type:` name.
 fn value_type(name: &str) -> Option<ValueType> {

@@ -153,6 +153,18 @@ impl Plan {
             message: format!("cannot read the mapping: {e}"),
             hint: None,
         })?;
+        if let Some(at) = text.find('\0') {
+            let line = text[..at].matches('\n').count() + 1;
+            let column = at - text[..at].rfind('\n').map_or(0, |n| n + 1) + 1;
+            return Err(MappingError {
+                file: path.to_path_buf(),
+                line: line as u64,
+                column: column as u64,
+                key: String::new(),
+                message: "is not a text file: it holds a NUL byte".into(),
+                hint: Some("a mapping is YAML text; see docs/mapping.md".into()),
+            });
+        }
         Plan::compile(path, &text, env)
     }
 
@@ -165,6 +177,29 @@ impl Plan {
         let raw: raw::Mapping =
             serde_saphyr::from_str(text).map_err(|e| MappingError::from_yaml(path, &e))?;
         compile::compile(path, raw, env)
+    }
+
+    /// The field whose constant value is `secret`, if any (an environment variable a mapping
+    /// reads may hold the token under another name).
+    pub fn holds(&self, secret: &str) -> Option<&str> {
+        let fields = [
+            &self.dataset_id,
+            &self.channel,
+            &self.event_name,
+            &self.event_time.field,
+        ]
+        .into_iter()
+        .chain(&self.event_id)
+        .chain(self.user_data.iter().map(|(_, f)| f))
+        .chain(&self.custom_data)
+        .chain(&self.opt_out);
+        fields
+            .filter(|f| match &f.src {
+                Src::Constant(c) => c == secret,
+                Src::Column(_) => false,
+            })
+            .map(|f| f.name.as_str())
+            .next()
     }
 
     /// The mapping error for an input that lacks some of the plan's columns.

@@ -91,7 +91,7 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
         progress.update(stages.bytes_read(), book.entered(), || delivery.stats());
     }
     if let Err(e) = stages.finish() {
-        end.unread(e);
+        end.unread(format!("{e}, after {} rows", book.entered()));
     }
     delivery.cut_open(&mut end);
     delivery.wait(&mut book, &mut end, Until::Idle);
@@ -158,11 +158,18 @@ fn admit_chunk(
     }
 }
 
-fn open_inputs(cfg: &RunConfig) -> Result<Vec<Box<dyn source::Source>>> {
+fn open_inputs(cfg: &RunConfig) -> Result<Vec<(String, Box<dyn source::Source>)>> {
     let mut sources = Vec::with_capacity(cfg.inputs.len());
     for path in &cfg.inputs {
-        match source::open(path, &cfg.plan.columns, &cfg.read) {
-            Ok(s) => sources.push(s),
+        let opened = crate::panic::guarded(|| source::open(path, &cfg.plan.columns, &cfg.read))
+            .map_err(|p| {
+                let name = source::display_name(path);
+                Error::Input(format!(
+                    "cannot read input `{name}`: the reader failed ({p})"
+                ))
+            })?;
+        match opened {
+            Ok(s) => sources.push((source::display_name(path), s)),
             Err(source::SourceError::MissingColumns {
                 path,
                 missing,

@@ -209,6 +209,9 @@ pub enum Stop {
     ReportClosed,
     /// The sender's runtime died.
     SenderLost,
+    /// An input could not be read to its end (the message says which and where): what was
+    /// read is reported, nothing more is sent.
+    Unreadable(String),
 }
 
 impl Stop {
@@ -230,13 +233,17 @@ impl Stop {
             }
             Stop::ReportClosed => "not sent: the report's reader closed it".into(),
             Stop::SenderLost => "not sent: the sender stopped unexpectedly".into(),
+            Stop::Unreadable(m) => format!("not sent: the run stopped: {m}"),
         }
     }
 
     /// The error line for stderr, when this stop is an error (not an interrupt or a limit).
     fn error(&self) -> Option<String> {
         match self {
-            Stop::Interrupted | Stop::MaxErrors(_) | Stop::ReportClosed => None,
+            // The input's own message is the error (`RunEnd::unread`).
+            Stop::Interrupted | Stop::MaxErrors(_) | Stop::ReportClosed | Stop::Unreadable(_) => {
+                None
+            }
             Stop::Refused { kind, error } => Some(fatal_message(*kind, error)),
             Stop::StateUnwritable(e) | Stop::OutputUnwritable(e) => Some(e.clone()),
             Stop::SenderLost => Some("the sender stopped unexpectedly".into()),
@@ -260,8 +267,10 @@ impl RunEnd {
         self.stop.get_or_insert(s);
     }
 
-    /// Records that reading ended early.
+    /// Records that reading ended early: the run stops sending too (rows read and not yet
+    /// sent are `not_attempted`), and ends with exit 3.
     pub fn unread(&mut self, message: String) {
+        self.stop(Stop::Unreadable(message.clone()));
         self.unread.get_or_insert(message);
     }
 
@@ -310,7 +319,9 @@ impl RunEnd {
             stop_line: self
                 .stop
                 .as_ref()
-                .filter(|s| s.error().is_none() && **s != Stop::ReportClosed)
+                .filter(|s| {
+                    s.error().is_none() && !matches!(s, Stop::ReportClosed | Stop::Unreadable(_))
+                })
                 .map(Stop::reason),
             silent: self.stop == Some(Stop::ReportClosed),
         }
@@ -318,10 +329,9 @@ impl RunEnd {
 
     /// The summary's `stopped`: why sending or reading stopped early.
     pub fn stopped(&self) -> Option<String> {
-        self.stop
-            .as_ref()
-            .map(Stop::reason)
-            .or_else(|| self.unread.clone())
+        self.unread
+            .clone()
+            .or_else(|| self.stop.as_ref().map(Stop::reason))
     }
 }
 

@@ -39,7 +39,7 @@ pub struct MappedChunk {
 
 enum ReaderMsg {
     Chunk(u32, Chunk),
-    Failed(SourceError),
+    Failed(String),
 }
 
 /// Result vectors going back to the mapper for reuse.
@@ -62,7 +62,7 @@ impl Stages {
     /// Starts the threads. `skip`: once set, the mapper stops checking rows and hands out
     /// unchecked ones (an interrupted dry run still reports every row).
     pub fn start(
-        sources: Vec<Box<dyn Source>>,
+        sources: Vec<(String, Box<dyn Source>)>,
         plan: Arc<Plan>,
         rules: Rules,
         skip: Option<Arc<AtomicBool>>,
@@ -103,7 +103,7 @@ impl Stages {
                                 first_seen,
                             })
                         }
-                        ReaderMsg::Failed(e) => Err(e.to_string()),
+                        ReaderMsg::Failed(e) => Err(e),
                     };
                     if tx.send(out).is_err() {
                         return;
@@ -151,17 +151,28 @@ impl Stages {
 }
 
 fn read_all(
-    sources: Vec<Box<dyn Source>>,
+    sources: Vec<(String, Box<dyn Source>)>,
     tx: mpsc::SyncSender<ReaderMsg>,
     spares: mpsc::Receiver<Chunk>,
     bytes_read: Arc<AtomicU64>,
 ) {
     let mut finished_bytes = 0u64;
-    for (i, mut s) in sources.into_iter().enumerate() {
+    for (i, (name, mut s)) in sources.into_iter().enumerate() {
+        let mut rows = 0u64;
         loop {
             let spare = spares.try_recv().unwrap_or_default();
-            match s.next_chunk(spare, CHUNK_ROWS) {
+            // A reader that panics (a decoder fed a damaged file) is an unreadable input.
+            let next =
+                crate::panic::guarded(|| s.next_chunk(spare, CHUNK_ROWS)).unwrap_or_else(|p| {
+                    Err(SourceError::Read {
+                        path: name.clone().into(),
+                        after_row: rows,
+                        message: format!("the reader failed ({p})"),
+                    })
+                });
+            match next {
                 Ok(Some(chunk)) => {
+                    rows += chunk.len() as u64;
                     bytes_read.store(finished_bytes + s.bytes_read(), Ordering::Relaxed);
                     if tx.send(ReaderMsg::Chunk(i as u32, chunk)).is_err() {
                         return;
@@ -169,7 +180,7 @@ fn read_all(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = tx.send(ReaderMsg::Failed(e));
+                    let _ = tx.send(ReaderMsg::Failed(e.to_string()));
                     return;
                 }
             }

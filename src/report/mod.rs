@@ -210,7 +210,7 @@ impl ReportWriter {
                 num(l, 1, i64::try_from(r.row).ok());
                 num(l, 2, i64::try_from(r.line).ok());
                 csv_field(l, 3, r.status.as_str().as_bytes());
-                csv_field(l, 4, r.reason.as_bytes());
+                csv_field(l, 4, crate::secret::scrub(&r.reason).as_bytes());
                 csv_field(l, 5, id.dataset_id.as_bytes());
                 csv_field(l, 6, id.channel.as_bytes());
                 csv_field(l, 7, id.event_name.as_bytes());
@@ -221,7 +221,8 @@ impl ReportWriter {
                 num(l, 12, a.http_status.map(i64::from));
                 num(l, 13, a.error_code);
                 num(l, 14, a.error_subcode);
-                csv_field(l, 15, a.fbtrace_id.as_deref().unwrap_or("").as_bytes());
+                let fbtrace = crate::secret::scrub(a.fbtrace_id.as_deref().unwrap_or(""));
+                csv_field(l, 15, fbtrace.as_bytes());
                 l.push(b'\n');
                 w.write_all(l)
             }
@@ -229,10 +230,11 @@ impl ReportWriter {
                 let (id, a) = (&r.identity, &r.answer);
                 let j = serde_json::json!({
                     "file": file, "row": r.row, "line": r.line, "status": r.status.as_str(),
-                    "reason": r.reason, "dataset_id": id.dataset_id, "channel": id.channel,
+                    "reason": crate::secret::scrub(&r.reason), "dataset_id": id.dataset_id, "channel": id.channel,
                     "event_name": id.event_name, "event_id": id.event_id, "event_time": id.event_time,
                     "batch": a.batch, "attempts": a.attempts, "http_status": a.http_status,
-                    "error_code": a.error_code, "error_subcode": a.error_subcode, "fbtrace_id": a.fbtrace_id,
+                    "error_code": a.error_code, "error_subcode": a.error_subcode,
+                    "fbtrace_id": a.fbtrace_id.as_deref().map(crate::secret::scrub),
                 });
                 serde_json::to_writer(&mut *w, &j).map_err(io::Error::other)?;
                 w.write_all(b"\n")

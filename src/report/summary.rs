@@ -115,12 +115,13 @@ pub fn tell(info: &RunInfo<'_>, s: &Summary, end: &Ending, elapsed: Duration) ->
     if end.silent {
         return Ok(());
     }
+    use crate::secret::scrub;
     if info.quiet {
         for e in &end.errors {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", scrub(e));
         }
     } else {
-        eprintln!("{}", paragraph(info, s, end, elapsed));
+        eprintln!("{}", scrub(&paragraph(info, s, end, elapsed)));
     }
     Ok(())
 }
@@ -147,7 +148,7 @@ fn write_json(
         "rows_per_sec": if elapsed > 0.0 { s.rows as f64 / elapsed } else { 0.0 },
         "peak_rss_bytes": peak_rss_bytes(),
         "exit_code": end.exit_code,
-        "stopped": end.stopped,
+        "stopped": end.stopped.as_deref().map(crate::secret::scrub),
     });
     let mut f = super::create_private(p)?;
     serde_json::to_writer_pretty(&mut f, &j)?;

@@ -23,6 +23,9 @@ pub enum FatalKind {
     Auth,
     /// The token lacks a permission (3, 10, 200-299).
     Permission,
+    /// The endpoint answered with a redirect: msgcapi never follows one (a request carries the
+    /// token), and every request would be redirected.
+    Redirect,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -41,11 +44,37 @@ pub enum Action {
     },
     /// Invalid data: do not resend as is; split the batch to isolate the bad events.
     Split { error: GraphError },
+    /// Failed as a whole, for certain (an answer too large to read): no retry, no split.
+    Reject { error: GraphError },
     /// Nothing further can succeed: stop the run.
     Fatal { kind: FatalKind, error: GraphError },
     /// The request was written but no answer came, or a success answer did not count every
     /// event: it may have been (partly) delivered. Never resent.
     Unknown { error: GraphError },
+}
+
+impl Action {
+    /// Masks registered secrets in the text that came from the endpoint.
+    pub fn scrub(&mut self) {
+        let error = match self {
+            Action::Success { fbtrace_id } => {
+                if let Some(f) = fbtrace_id {
+                    *f = crate::secret::scrub(f).into_owned();
+                }
+                return;
+            }
+            Action::Retry { error, .. }
+            | Action::Throttle { error, .. }
+            | Action::Split { error }
+            | Action::Reject { error }
+            | Action::Fatal { error, .. }
+            | Action::Unknown { error } => error,
+        };
+        error.message = crate::secret::scrub(&error.message).into_owned();
+        if let Some(f) = &mut error.fbtrace_id {
+            *f = crate::secret::scrub(f).into_owned();
+        }
+    }
 }
 
 /// How a request failed before an HTTP answer.
@@ -104,6 +133,18 @@ pub fn classify(
     sent: usize,
     now: DateTime<Utc>,
 ) -> Action {
+    if (300..400).contains(&status) {
+        return Action::Fatal {
+            kind: FatalKind::Redirect,
+            error: GraphError {
+                http_status: Some(status),
+                message: format!(
+                    "the endpoint answered HTTP {status}, a redirect; msgcapi never follows redirects (a request carries the access token)"
+                ),
+                ..Default::default()
+            },
+        };
+    }
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     if (200..300).contains(&status) {
         return classify_success(status, json.as_ref(), body, sent);
@@ -226,6 +267,33 @@ fn classify_success(
     }
 }
 
+/// An answer whose body is longer than msgcapi reads (`limit` bytes): read no further. A 2xx may
+/// have recorded the events, so its outcome is unknown; anything else failed.
+pub fn classify_oversized(status: u16, limit: usize) -> Action {
+    let mib = limit >> 20;
+    let error = GraphError {
+        http_status: Some(status),
+        ..Default::default()
+    };
+    if (200..300).contains(&status) {
+        Action::Unknown {
+            error: GraphError {
+                message: format!(
+                    "Meta answered {status} with a body over {mib} MiB, not read to its end; some may have been recorded, so they are not resent"
+                ),
+                ..error
+            },
+        }
+    } else {
+        Action::Reject {
+            error: GraphError {
+                message: format!("HTTP {status} with a body over {mib} MiB, not read to its end"),
+                ..error
+            },
+        }
+    }
+}
+
 /// The first `max` characters of an answer's body, control characters blanked, for a message.
 fn snippet(body: &[u8], max: usize) -> String {
     String::from_utf8_lossy(body)
@@ -252,8 +320,10 @@ pub fn retry_after(h: &Headers, now: DateTime<Utc>) -> Option<Duration> {
 /// answer's `Date` header when it has one, else from `now`; a date already past means no wait.
 fn parse_retry_after(value: &str, date: Option<&str>, now: DateTime<Utc>) -> Option<Duration> {
     let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // Any number of seconds, however long: beyond u64 it is "longer than we wait".
+        let secs = v.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs.min(LONGEST_HINT as u64)));
     }
     let at = parse_http_date(v)?;
     let now = date.and_then(parse_http_date).unwrap_or(now);
@@ -385,6 +455,10 @@ pub fn fatal_message(kind: FatalKind, e: &GraphError) -> String {
         ),
         FatalKind::Permission => format!(
             "the access token lacks a permission{code}: {}\n  hint: grant `page_events` (Messenger), `whatsapp_business_manage_events` and `whatsapp_business_management` (WhatsApp) or `instagram_manage_events` (Instagram) to the token's user",
+            e.message
+        ),
+        FatalKind::Redirect => format!(
+            "{}\n  hint: check `--endpoint`: it must be the Graph API itself, not an address that forwards",
             e.message
         ),
     }

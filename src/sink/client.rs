@@ -17,8 +17,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::batch::{Auth, request_body_for};
 use super::classify::{
-    Action, FatalKind, GraphError, Headers, Transport, classify, classify_transport, run_pause,
-    usage,
+    Action, FatalKind, GraphError, Headers, Transport, classify, classify_oversized,
+    classify_transport, run_pause, usage,
 };
 use super::{Batch, Delivery, Endpoint, EventOutcome, GaveUp, NotSent, PendingEvent};
 
@@ -113,6 +113,8 @@ pub fn install_crypto_provider() {
 pub fn http_client(endpoint: &Endpoint, timeout: Duration) -> Result<reqwest::Client> {
     install_crypto_provider();
     let mut b = reqwest::Client::builder()
+        // A request body carries the token: a 3xx would re-post it wherever `Location` says.
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10).min(timeout))
         .gzip(true)
@@ -450,11 +452,23 @@ fn deliver<'a, T: Send + 'a>(
             }
             Ended::Done(Action::Fatal { kind, error }) => {
                 sh.fatal(kind, &error);
-                Delivery::NotSent {
-                    why: NotSent::Refused,
-                    error: Some(error),
+                if kind == FatalKind::Redirect {
+                    // Answered, by someone else's address: not delivered, for certain.
+                    Delivery::Failed {
+                        error,
+                        gave_up: None,
+                    }
+                } else {
+                    Delivery::NotSent {
+                        why: NotSent::Refused,
+                        error: Some(error),
+                    }
                 }
             }
+            Ended::Done(Action::Reject { error }) => Delivery::Failed {
+                error,
+                gave_up: None,
+            },
             Ended::Done(Action::Unknown { error }) => Delivery::Unknown { error },
             Ended::Done(Action::Retry { error, .. } | Action::Throttle { error, .. }) => {
                 Delivery::Failed {
@@ -591,11 +605,14 @@ async fn one_request<T>(sh: &Shared<T>, url: &str, body: &str, sent: usize) -> A
         Ok(r) => {
             let status = r.status().as_u16();
             let headers = response_headers(&r);
-            let bytes = match r.bytes().await {
-                Ok(b) => b,
+            let bytes = match read_bounded(r, MAX_ANSWER_BYTES).await {
+                Ok(Some(b)) => b,
+                Ok(None) => return classify_oversized(status, MAX_ANSWER_BYTES),
                 Err(e) => return classify_transport(Transport::NoAnswer, &transport_detail(e)),
             };
-            let action = classify(status, &headers, &bytes, sent, chrono::Utc::now());
+            let mut action = classify(status, &headers, &bytes, sent, chrono::Utc::now());
+            // Text from the endpoint can echo the request, token included.
+            action.scrub();
             // Whatever the answer, a success too: wait out the time Meta says access comes back
             // (`estimated_time_to_regain_access`, an ad account at 100 %), and pace down as usage
             // nears 100 %. The whole run holds, every dataset.
@@ -605,6 +622,28 @@ async fn one_request<T>(sh: &Shared<T>, url: &str, body: &str, sent: usize) -> A
             action
         }
     }
+}
+
+/// The most of an answer's body msgcapi reads: Meta's answers are a few hundred bytes.
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// An answer's body, read as it comes (decompressed), unless it is longer than `max` bytes
+/// (`None`: the rest is never read, and never held).
+pub async fn read_bounded(
+    mut r: reqwest::Response,
+    max: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if r.content_length().is_some_and(|n| n > max as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = r.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// The headers the classifier reads, from a response.

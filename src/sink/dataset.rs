@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use super::classify::{Action, classify, fatal_message};
-use super::client::{http_client, response_headers, transport_detail};
+use super::client::{
+    MAX_ANSWER_BYTES, http_client, read_bounded, response_headers, transport_detail,
+};
 use super::{Auth, Endpoint};
 
 /// What owns a dataset.
@@ -75,7 +77,7 @@ pub fn get_or_create(
         let resp = req.send().await?;
         let status = resp.status().as_u16();
         let headers = response_headers(&resp);
-        let body = resp.bytes().await?;
+        let body = read_bounded(resp, MAX_ANSWER_BYTES).await?;
         Ok::<_, reqwest::Error>((status, headers, body))
     });
     // Never `e.to_string()`: it prints the URL, whose query holds `appsecret_proof`.
@@ -83,6 +85,12 @@ pub fn get_or_create(
         endpoint: endpoint.to_string(),
         detail: transport_detail(e),
     })?;
+    let Some(body) = body else {
+        return Err(DatasetError::Refused(format!(
+            "Meta answered HTTP {status} with a body over {} MiB; it was not read",
+            MAX_ANSWER_BYTES >> 20
+        )));
+    };
     if (200..300).contains(&status) {
         let j: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         return j
@@ -94,12 +102,14 @@ pub fn get_or_create(
             })
             .ok_or(DatasetError::NoId);
     }
-    let message = match classify(status, &headers, &body, 0, chrono::Utc::now()) {
+    let mut action = classify(status, &headers, &body, 0, chrono::Utc::now());
+    action.scrub();
+    let message = match action {
         Action::Fatal { kind, error } => fatal_message(kind, &error),
         Action::Retry { error, .. } | Action::Throttle { error, .. } => {
             format!("Meta is busy, try again later: {}", error.message)
         }
-        Action::Split { error } | Action::Unknown { error } => {
+        Action::Split { error } | Action::Unknown { error } | Action::Reject { error } => {
             format!(
                 "Meta refused: {}{}",
                 error.message,

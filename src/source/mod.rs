@@ -27,7 +27,14 @@ pub struct ReadOptions {
     pub format: Option<Format>,
     /// `--delimiter`; `None` = tab for `.tsv`, else sniffed from the header (`,` `;` tab `|`).
     pub delimiter: Option<u8>,
+    /// `--max-cell-bytes`: a longer cell is not kept, and its row is invalid.
+    pub max_cell_bytes: usize,
 }
+
+pub use crate::panic::guarded;
+
+/// A chunk is cut when its cells hold this much text, whatever its row count (memory bound).
+pub const CHUNK_BYTES: usize = 32 << 20;
 
 /// Provenance and decode status of one data row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +71,11 @@ impl Chunk {
 
     pub fn len(&self) -> usize {
         self.rows.len()
+    }
+
+    /// Bytes of cell text held.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -188,11 +200,18 @@ pub fn open(
         None => detect_format(path)?,
     };
     match format {
-        Format::Parquet => Ok(Box::new(parquet::ParquetSource::open(path, columns)?)),
+        Format::Parquet => Ok(Box::new(parquet::ParquetSource::open(
+            path,
+            columns,
+            opts.max_cell_bytes,
+        )?)),
         Format::Csv | Format::Tsv => {
             // `.tsv` means tab; otherwise the flag, else sniffed from the header.
             let delimiter = opts.delimiter.or((format == Format::Tsv).then_some(b'\t'));
-            Ok(Box::new(csv::CsvSource::open(path, columns, delimiter)?))
+            let max_cell = opts.max_cell_bytes;
+            Ok(Box::new(csv::CsvSource::open(
+                path, columns, delimiter, max_cell,
+            )?))
         }
     }
 }

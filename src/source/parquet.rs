@@ -1,6 +1,12 @@
-//! Parquet reader: only the columns the mapping uses, streamed batch by batch, every value
-//! rendered as the same text a CSV export of the same data would hold, so CSV and Parquet of the
-//! same data give identical reports. No `arrow-cast`: one small formatter per type.
+//! Parquet reader: only the columns the mapping uses, streamed one row group at a time, every
+//! value rendered as the same text a CSV export of the same data would hold, so CSV and Parquet
+//! of the same data give identical reports. No `arrow-cast`: one small formatter per type.
+//!
+//! Damaged files: the decoder runs behind `catch_unwind` (the parquet crate has been seen to
+//! panic on damaged pages and footers), and batches never span two row groups, so a damaged row
+//! group stops the reading exactly where it starts, with every earlier row delivered. Memory:
+//! a batch holds at most [`BATCH_BYTES`] of its row group's (uncompressed) column data, and a
+//! cell over `--max-cell-bytes` is not copied (its row is invalid, saying so).
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -11,17 +17,28 @@ use arrow_array::types::*;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 
-use super::{Chunk, RowMeta, Source, SourceError, resolve_columns};
+use super::{CHUNK_BYTES, Chunk, RowMeta, Source, SourceError, guarded, resolve_columns};
 
-/// Rows per Arrow batch (the pipeline's chunk size).
+/// Rows per Arrow batch at most (the pipeline's chunk size).
 const BATCH_ROWS: usize = 4096;
+/// A batch is cut smaller when its row group's rows are large (cells of a megabyte...).
+const BATCH_BYTES: u64 = 32 << 20;
 
 pub struct ParquetSource {
     path: PathBuf,
+    file: File,
+    meta: ArrowReaderMetadata,
+    mask: ProjectionMask,
+    /// Projected (root) columns, to size batches from the row group's metadata.
+    roots: Vec<usize>,
     headers: Vec<String>,
-    reader: ParquetRecordBatchReader,
+    /// The row group being read, and the next one to open.
+    reader: Option<ParquetRecordBatchReader>,
+    next_group: usize,
     /// Column of the projected batch for each requested column, in request order.
     order: Vec<usize>,
     /// Rows of the current batch not yet handed out.
@@ -29,6 +46,12 @@ pub struct ParquetSource {
     rows: u64,
     total_rows: u64,
     file_bytes: u64,
+    max_cell: usize,
+    /// The reading stopped: the error, for the next call, and then nothing more comes.
+    pending_error: Option<SourceError>,
+    failed: bool,
+    /// The requested columns' names, in request order (for messages).
+    names: Vec<String>,
 }
 
 fn supported(t: &DataType) -> bool {
@@ -59,7 +82,7 @@ fn supported(t: &DataType) -> bool {
 }
 
 impl ParquetSource {
-    pub fn open(path: &Path, columns: &[String]) -> Result<Self, SourceError> {
+    pub fn open(path: &Path, columns: &[String], max_cell: usize) -> Result<Self, SourceError> {
         let perr = |message: String| SourceError::Parquet {
             path: path.to_path_buf(),
             message,
@@ -69,9 +92,11 @@ impl ParquetSource {
             source,
         })?;
         let file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(e.to_string()))?;
-        let schema = builder.schema().clone();
+        // The footer: a damaged one has been seen to panic inside the thrift decoder.
+        let meta = guarded(|| ArrowReaderMetadata::load(&file, Default::default()))
+            .map_err(|p| perr(format!("its footer cannot be decoded ({p})")))?
+            .map_err(|e| perr(e.to_string()))?;
+        let schema = meta.schema().clone();
         let headers: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let idx = resolve_columns(path, &headers, columns)?;
         for &i in &idx {
@@ -92,23 +117,86 @@ impl ParquetSource {
             .iter()
             .map(|i| roots.iter().position(|r| r == i).unwrap_or(0))
             .collect();
-        let total_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| perr(e.to_string()))?;
+        let total_rows = meta.metadata().file_metadata().num_rows().max(0) as u64;
+        let mask = ProjectionMask::roots(meta.parquet_schema(), roots.clone());
         Ok(ParquetSource {
             path: path.to_path_buf(),
+            file,
+            meta,
+            mask,
+            roots,
             headers,
-            reader,
+            reader: None,
+            next_group: 0,
             order,
             pending: None,
             rows: 0,
             total_rows,
             file_bytes,
+            max_cell,
+            pending_error: None,
+            failed: false,
+            names: columns.to_vec(),
         })
+    }
+
+    fn error(&mut self, message: String) -> SourceError {
+        self.failed = true;
+        SourceError::Read {
+            path: self.path.clone(),
+            after_row: self.rows,
+            message,
+        }
+    }
+
+    /// A reader over the next row group, with batches sized to its rows; `None` after the last.
+    fn open_group(&mut self) -> Result<Option<ParquetRecordBatchReader>, String> {
+        let groups = self.meta.metadata().num_row_groups();
+        let g = self.next_group;
+        if g >= groups {
+            return Ok(None);
+        }
+        self.next_group += 1;
+        let rg = self.meta.metadata().row_group(g);
+        let bytes: i64 = self
+            .roots
+            .iter()
+            .filter_map(|&r| rg.columns().get(r))
+            .map(|c| c.uncompressed_size().max(0))
+            .sum();
+        let per_row = (bytes as u64 / rg.num_rows().max(1) as u64).max(1);
+        let batch = (BATCH_BYTES / per_row).clamp(1, BATCH_ROWS as u64) as usize;
+        let file = self.file.try_clone().map_err(|e| e.to_string())?;
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
+            .with_row_groups(vec![g])
+            .with_projection(self.mask.clone())
+            .with_batch_size(batch);
+        let reader = guarded(|| builder.build())
+            .map_err(|p| format!("row group {} cannot be decoded ({p})", g + 1))?
+            .map_err(|e| format!("row group {}: {e}", g + 1))?;
+        Ok(Some(reader))
+    }
+
+    /// The next batch of the file, row group after row group.
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>, String> {
+        loop {
+            if self.reader.is_none() {
+                match self.open_group()? {
+                    Some(r) => self.reader = Some(r),
+                    None => return Ok(None),
+                }
+            }
+            let group = self.next_group;
+            let Some(reader) = self.reader.as_mut() else {
+                continue;
+            };
+            match guarded(|| reader.next()) {
+                Ok(Some(Ok(b))) => return Ok(Some(b)),
+                Ok(None) => self.reader = None,
+                Ok(Some(Err(e))) => return Err(format!("row group {group}: {e}")),
+                Err(p) => return Err(format!("row group {group} cannot be decoded ({p})")),
+            }
+        }
     }
 }
 
@@ -118,22 +206,26 @@ impl Source for ParquetSource {
     }
 
     fn next_chunk(&mut self, spare: Chunk, max_rows: usize) -> Result<Option<Chunk>, SourceError> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
+        if self.failed {
+            return Ok(None);
+        }
         let mut chunk = spare.reuse(self.order.len());
-        while chunk.len() < max_rows {
+        while chunk.len() < max_rows && chunk.text_len() < CHUNK_BYTES {
             let (batch, start) = match self.pending.take() {
                 Some(p) => p,
-                None => match self.reader.next() {
-                    None => break,
-                    Some(Ok(b)) => (b, 0),
-                    Some(Err(e)) => {
+                None => match self.next_batch() {
+                    Ok(None) => break,
+                    Ok(Some(b)) => (b, 0),
+                    Err(message) => {
+                        let e = self.error(message);
                         if chunk.is_empty() {
-                            return Err(SourceError::Read {
-                                path: self.path.clone(),
-                                after_row: self.rows,
-                                message: e.to_string(),
-                            });
+                            return Err(e);
                         }
-                        // Rows so far go out now; the reader repeats the error or ends.
+                        // Rows so far go out now; the error is reported at the next call.
+                        self.pending_error = Some(e);
                         return Ok(Some(chunk));
                     }
                 },
@@ -144,21 +236,36 @@ impl Source for ParquetSource {
                 .map(|&c| Cells::new(batch.column(c)))
                 .collect();
             let end = (start + max_rows - chunk.len()).min(batch.num_rows());
-            for i in start..end {
-                for c in &cols {
-                    c.write(i, chunk.text_mut());
-                    chunk.end_cell();
-                }
+            let mut i = start;
+            while i < end && chunk.text_len() < CHUNK_BYTES {
                 self.rows += 1;
-                chunk.finish_row(RowMeta {
+                let meta = RowMeta {
                     row: self.rows,
                     line: self.rows + 1,
                     error: None,
-                });
+                };
+                match cols.iter().position(|c| c.len(i) > self.max_cell) {
+                    Some(k) => chunk.push_error_row(RowMeta {
+                        error: Some(format!(
+                            "column `{}` holds more than {} bytes (`--max-cell-bytes`)",
+                            self.names.get(k).map_or("?", String::as_str),
+                            self.max_cell
+                        )),
+                        ..meta
+                    }),
+                    None => {
+                        for c in &cols {
+                            c.write(i, chunk.text_mut());
+                            chunk.end_cell();
+                        }
+                        chunk.finish_row(meta);
+                    }
+                }
+                i += 1;
             }
             drop(cols);
-            if end < batch.num_rows() {
-                self.pending = Some((batch, end));
+            if i < batch.num_rows() {
+                self.pending = Some((batch, i));
             }
         }
         if chunk.is_empty() {
@@ -185,6 +292,25 @@ struct Cells<'a> {
 }
 
 impl<'a> Cells<'a> {
+    /// Bytes of cell `i` when it holds text or binary data (other types are small).
+    fn len(&self, i: usize) -> usize {
+        let a = self.array;
+        if a.is_null(i) {
+            return 0;
+        }
+        if let Some((values, keys)) = &self.dict {
+            return keys.get(i).map_or(0, |&k| values.len(k));
+        }
+        match a.data_type() {
+            DataType::Utf8 => a.as_string::<i32>().value(i).len(),
+            DataType::LargeUtf8 => a.as_string::<i64>().value(i).len(),
+            DataType::Utf8View => a.as_string_view().value(i).len(),
+            DataType::Binary => a.as_binary::<i32>().value(i).len(),
+            DataType::LargeBinary => a.as_binary::<i64>().value(i).len(),
+            _ => 0,
+        }
+    }
+
     fn new(array: &'a ArrayRef) -> Cells<'a> {
         let dict = match array.data_type() {
             DataType::Dictionary(_, _) => {
@@ -339,7 +465,7 @@ mod tests {
 
     fn read_all(p: &Path, cols: &[&str], max: usize) -> Vec<Vec<String>> {
         let cols: Vec<String> = cols.iter().map(|s| s.to_string()).collect();
-        let mut s = ParquetSource::open(p, &cols).unwrap();
+        let mut s = ParquetSource::open(p, &cols, 1 << 16).unwrap();
         let mut out = Vec::new();
         while let Some(c) = s.next_chunk(Chunk::default(), max).unwrap() {
             for i in 0..c.len() {
@@ -485,7 +611,7 @@ mod tests {
             vec![vec!["1", "x"], vec!["2", "y"]]
         );
         assert!(matches!(
-            ParquetSource::open(&p, &["zz".to_string()]),
+            ParquetSource::open(&p, &["zz".to_string()], 1 << 16),
             Err(SourceError::MissingColumns { .. })
         ));
     }
@@ -495,7 +621,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("bad.parquet");
         std::fs::write(&p, b"PAR1 not really PAR1").unwrap();
-        let e = ParquetSource::open(&p, &["a".to_string()]).err().unwrap();
+        let e = ParquetSource::open(&p, &["a".to_string()], 1 << 16)
+            .err()
+            .unwrap();
         assert!(matches!(e, SourceError::Parquet { .. }), "{e}");
         assert!(e.to_string().contains("bad.parquet"));
     }
