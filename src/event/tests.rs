@@ -651,3 +651,19 @@ fn the_rules_as_a_table() {
         assert_eq!(m.json.is_some(), *verdict == Valid, "cells {cells:?}");
     }
 }
+
+#[test]
+fn an_event_time_out_of_any_range_is_invalid_not_wrapped() {
+    let unix = ISSUE_EXAMPLE.replace("format: rfc3339", "format: unix");
+    for (now, t) in [
+        (NOW, "-1e19"),
+        (0, "-1e19"),
+        (NOW, "1e19"),
+        (NOW, "-9223372036854775808"),
+    ] {
+        let r = Rules { now, ..rules() };
+        let m = map_with(&plan(&unix), &r, &set(wa_purchase(), "occurred_at", t));
+        assert_eq!(m.verdict, Verdict::Invalid, "{t} at {now}: {}", m.reason);
+        assert!(m.reason.contains("is not a time"), "{}", m.reason);
+    }
+}

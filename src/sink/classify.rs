@@ -609,6 +609,35 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_after_beyond_any_integer_is_a_wait_longer_than_msgcapi_waits() {
+        let h = Headers {
+            retry_after: Some("999999999999999999999".into()),
+            ..Headers::default()
+        };
+        let wait = retry_after(&h, Utc::now()).unwrap();
+        assert!(wait > crate::sink::client::MAX_WAIT, "{wait:?}");
+        // Bounded, so that adding it to a clock cannot overflow.
+        assert!(wait <= Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn a_redirect_stops_the_run_and_an_oversized_answer_is_read_no_further() {
+        let a = classify(307, &Headers::default(), b"", 5, Utc::now());
+        assert!(
+            matches!(&a, Action::Fatal { kind: FatalKind::Redirect, error } if error.message.contains("HTTP 307")),
+            "{a:?}"
+        );
+        assert!(matches!(
+            classify_oversized(200, 16 << 20),
+            Action::Unknown { .. }
+        ));
+        assert!(matches!(
+            classify_oversized(500, 16 << 20),
+            Action::Reject { .. }
+        ));
+    }
+
+    #[test]
     fn retry_after_and_regain_access() {
         let hd = Headers {
             retry_after: Some("7".into()),

@@ -38,6 +38,27 @@ fn cases() -> Vec<Case> {
             2,
         ),
         c(
+            "mapping_not_text",
+            &[("m.yaml", "dataset_id: \"1\"\nchannel: whats\u{0}app\n")],
+            &["validate", "--mapping", "m.yaml", "in.csv"],
+            &[],
+            2,
+        ),
+        c(
+            "max_cell_bytes",
+            &[],
+            &[
+                "validate",
+                "--mapping",
+                "mixed.yaml",
+                "--max-cell-bytes",
+                "1e9",
+                "in.csv",
+            ],
+            &[],
+            2,
+        ),
+        c(
             "yaml_syntax",
             &[("m.yaml", "dataset_id: [\n")],
             &["validate", "--mapping", "m.yaml", "in.csv"],

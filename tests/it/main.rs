@@ -5,6 +5,7 @@
 
 mod emulator;
 mod errors;
+mod hostile;
 mod props;
 mod send;
 mod state;

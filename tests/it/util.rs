@@ -310,3 +310,116 @@ pub fn one_dataset(csv: &str) -> String {
     }
     out
 }
+
+/// A scripted HTTP server on loopback for endpoints that misbehave in ways the emulator does
+/// not: `answer(n, request)` gives the whole raw response to the `n`-th request (from 0). One
+/// request per connection (`Connection: close`). Stops when dropped.
+pub struct RawServer {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A request as the raw server read it.
+pub struct RawRequest {
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawServer {
+    pub fn start(
+        answer: impl Fn(usize, &RawRequest) -> Vec<u8> + Send + Sync + 'static,
+    ) -> RawServer {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = std::sync::Arc::new(AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let answer = std::sync::Arc::new(answer);
+        let (n, s) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                };
+                let (n, answer) = (n.clone(), answer.clone());
+                std::thread::spawn(move || {
+                    let _ = conn.set_nonblocking(false);
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 65536];
+                    // Headers, then Content-Length bytes of body.
+                    let split = loop {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < split + len {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    let req = RawRequest {
+                        head,
+                        body: buf[split..].to_vec(),
+                    };
+                    let i = n.fetch_add(1, Ordering::SeqCst);
+                    let _ = conn.write_all(&answer(i, &req));
+                });
+            }
+        });
+        RawServer {
+            url,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A raw HTTP/1.1 response with a JSON (or any) body.
+pub fn http_response(status: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut r = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    r.push_str("\r\n");
+    r.push_str(body);
+    r.into_bytes()
+}
+
+/// The peak resident memory a run wrote in its `--summary-json`, in MB.
+pub fn peak_rss_mb(summary: &Path) -> f64 {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(summary).unwrap_or_default())
+            .unwrap_or_default();
+    v["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6
+}
