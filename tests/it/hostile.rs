@@ -545,6 +545,12 @@ fn text_from_the_endpoint_is_scrubbed_of_secrets() {
         );
     }
     assert!(everything.contains("***"), "the echo is there, masked");
+    // The token travels in the body only, never in a URL or a header.
+    let heads = server.heads.lock().unwrap().join("\n");
+    assert!(heads.starts_with("POST /v24.0/"), "{heads}");
+    for secret in [TOKEN, proof.as_str()] {
+        assert!(!heads.contains(secret), "in a request line or header: {heads}");
+    }
 }
 
 #[test]

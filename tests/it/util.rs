@@ -317,6 +317,8 @@ pub fn one_dataset(csv: &str) -> String {
 pub struct RawServer {
     pub url: String,
     pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The request line and headers of every request, in arrival order.
+    pub heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -338,14 +340,15 @@ impl RawServer {
         let requests = std::sync::Arc::new(AtomicUsize::new(0));
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let answer = std::sync::Arc::new(answer);
-        let (n, s) = (requests.clone(), stop.clone());
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (n, s, h) = (requests.clone(), stop.clone(), heads.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 let Ok((mut conn, _)) = listener.accept() else {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                     continue;
                 };
-                let (n, answer) = (n.clone(), answer.clone());
+                let (n, answer, h) = (n.clone(), answer.clone(), h.clone());
                 std::thread::spawn(move || {
                     let _ = conn.set_nonblocking(false);
                     let mut buf = Vec::new();
@@ -379,6 +382,9 @@ impl RawServer {
                         head,
                         body: buf[split..].to_vec(),
                     };
+                    if let Ok(mut h) = h.lock() {
+                        h.push(req.head.clone());
+                    }
                     let i = n.fetch_add(1, Ordering::SeqCst);
                     let _ = conn.write_all(&answer(i, &req));
                 });
@@ -387,6 +393,7 @@ impl RawServer {
         RawServer {
             url,
             requests,
+            heads,
             stop,
         }
     }
