@@ -324,6 +324,24 @@ impl Default for EmulatorArgs {
     }
 }
 
+/// `--summary-json` and the command, read from the raw arguments, for a command line clap
+/// refused (its summary is written all the same).
+pub fn summary_json_in_argv() -> (Option<PathBuf>, &'static str) {
+    let args: Vec<String> = std::env::args().collect();
+    let command = match args.get(1).map(String::as_str) {
+        Some("send") => "send",
+        _ => "validate",
+    };
+    let path = args.iter().enumerate().find_map(|(i, a)| {
+        if a == "--summary-json" {
+            args.get(i + 1).map(PathBuf::from)
+        } else {
+            a.strip_prefix("--summary-json=").map(PathBuf::from)
+        }
+    });
+    (path, command)
+}
+
 /// `--expiry-margin`: a duration under Meta's 7 days, in seconds.
 fn expiry_margin(s: &str) -> Result<i64, String> {
     let secs = crate::time::parse_duration(s)?;

@@ -129,12 +129,16 @@ impl RunConfig {
 /// The access token (`MSGCAPI_ACCESS_TOKEN` or `--access-token-file`) and, with an app secret,
 /// its `appsecret_proof`. The one place credentials are loaded.
 pub fn credentials(graph: &GraphArgs) -> Result<Auth> {
-    let token = Secret::from_env_or_file("MSGCAPI_ACCESS_TOKEN", graph.access_token_file.as_deref())?
+    // A token file that cannot be read is a command line to fix (exit 2).
+    let usage = |e: anyhow::Error| Error::Usage(format!("{e:#}"));
+    let token = Secret::from_env_or_file("MSGCAPI_ACCESS_TOKEN", graph.access_token_file.as_deref())
+        .map_err(usage)?
         .ok_or_else(|| {
             Error::Usage("no access token: set `MSGCAPI_ACCESS_TOKEN` or pass `--access-token-file FILE`\n  hint: the token is never accepted on the command line, so it stays out of shell history and `ps`".into())
         })?;
     let app_secret =
-        Secret::from_env_or_file("MSGCAPI_APP_SECRET", graph.app_secret_file.as_deref())?;
+        Secret::from_env_or_file("MSGCAPI_APP_SECRET", graph.app_secret_file.as_deref())
+            .map_err(usage)?;
     let appsecret_proof = app_secret.map(|s| Secret::appsecret_proof(&token, &s));
     Ok(Auth {
         token,

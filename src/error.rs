@@ -60,6 +60,19 @@ impl Error {
         }
     }
 
+    /// The kind `--summary-json` gives this error (see `report::summary::Failure`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::Mapping(_) => "mapping",
+            Error::Input(_) => "input",
+            Error::State(_) => "state",
+            Error::Output { .. } => "output",
+            Error::Remote(_) => "outage",
+            Error::Other(_) => "internal",
+        }
+    }
+
     /// A write to a closed pipe (`msgcapi ... | head`): a normal end, not an error.
     pub fn is_broken_pipe(&self) -> bool {
         let io = match self {

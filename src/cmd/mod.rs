@@ -48,6 +48,13 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
                     eprintln!(
                         "msgcapi: second interrupt: stopping at once; the report is incomplete"
                     );
+                    crate::report::summary::write_failure(
+                        crate::error::exit::INTERRUPTED,
+                        crate::report::summary::Failure {
+                            kind: "interrupted",
+                            message: "a second interrupt stopped the run at once; the report is incomplete".into(),
+                        },
+                    );
                     std::process::exit(i32::from(crate::error::exit::INTERRUPTED));
                 }
                 #[cfg(not(unix))]

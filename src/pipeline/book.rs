@@ -111,6 +111,7 @@ impl RowBook {
         };
         debug_assert!(!e.settled, "row ordinal {} settled twice", t.ordinal);
         e.row.status = outcome.render(&mut e.row.reason, key_desc, |o| locate(starts, names, o));
+        one_line(&mut e.row.reason);
         e.row.answer = outcome.answer();
         if matches!(outcome, Outcome::NotValidated) {
             // Nobody looked at the row: it has no identity to show.
@@ -174,6 +175,19 @@ impl RowBook {
             return Ok(None);
         }
         self.report.finish().map(Some)
+    }
+}
+
+/// A reason is one line, whatever Meta's message held: a report line per row must work with
+/// `grep`, `cut`, `wc -l` and spreadsheets.
+fn one_line(reason: &mut String) {
+    if reason.contains(['\n', '\r']) {
+        *reason = reason
+            .split(['\n', '\r'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
     }
 }
 
@@ -349,7 +363,7 @@ mod tests {
             (Outcome::NotValidated, "not_attempted", "not validated: the run was interrupted (SIGINT/SIGTERM)"),
             (Outcome::Stopped(&Stop::Interrupted), "not_attempted", "not sent: the run was interrupted (SIGINT/SIGTERM)"),
             (Outcome::Stopped(&Stop::MaxErrors(5)), "not_attempted", "not sent: the run stopped after 5 failed or unknown rows (--max-errors)"),
-            (Outcome::Stopped(&refused), "not_attempted", "not sent: the run stopped: Meta refused the access token (code 190): Session has expired\n  hint: create a new system-user token and put it in `MSGCAPI_ACCESS_TOKEN` or `--access-token-file`"),
+            (Outcome::Stopped(&refused), "not_attempted", "not sent: the run stopped: Meta refused the access token (code 190): Session has expired"),
             (Outcome::Stopped(&state), "not_attempted", "not sent: the run stopped: the state file cannot be written"),
             (Outcome::Stopped(&output), "not_attempted", "not sent: the run stopped: the report cannot be written"),
             (Outcome::Stopped(&Stop::SenderLost), "not_attempted", "not sent: the sender stopped unexpectedly"),

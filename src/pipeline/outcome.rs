@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::error::exit;
 use crate::ledger::Entry;
 use crate::report::Status;
-use crate::sink::classify::fatal_message;
+use crate::report::summary::Failure;
+use crate::sink::classify::{fatal_message, fatal_reason};
 use crate::sink::client::MAX_WAIT;
 use crate::sink::{Answer, Delivery, FatalKind, GaveUp, GraphError, NotSent};
 
@@ -223,7 +224,7 @@ impl Stop {
                 format!("not sent: the run stopped after {n} failed or unknown rows (--max-errors)")
             }
             Stop::Refused { kind, error } => {
-                format!("not sent: the run stopped: {}", fatal_message(*kind, error))
+                format!("not sent: the run stopped: {}", fatal_reason(*kind, error))
             }
             Stop::StateUnwritable(_) => {
                 "not sent: the run stopped: the state file cannot be written".into()
@@ -310,9 +311,35 @@ impl RunEnd {
         v
     }
 
+    /// Why the run ended in error, for monitoring (`None` for a complete run or `--max-errors`).
+    pub fn failure(&self) -> Option<Failure> {
+        let kind = match (&self.stop, &self.unread) {
+            (Some(Stop::Interrupted), _) => "interrupted",
+            (_, Some(_)) => "input",
+            (Some(Stop::Refused { kind, .. }), _) => match kind {
+                FatalKind::Auth => "auth",
+                FatalKind::Permission => "permission",
+                FatalKind::Redirect => "usage",
+            },
+            (Some(Stop::StateUnwritable(_)), _) => "state",
+            (Some(Stop::OutputUnwritable(_)), _) => "output",
+            (Some(Stop::SenderLost), _) => "internal",
+            (Some(Stop::Unreadable(_)), _) => "input",
+            (None | Some(Stop::MaxErrors(_)) | Some(Stop::ReportClosed), None) => return None,
+        };
+        let message = self
+            .errors()
+            .into_iter()
+            .next()
+            .or_else(|| self.stopped())
+            .unwrap_or_default();
+        Some(Failure { kind, message })
+    }
+
     /// How the summary tells this ending.
     pub fn ending(&self, exit_code: u8) -> crate::report::summary::Ending {
         crate::report::summary::Ending {
+            failure: self.failure(),
             exit_code,
             errors: self.errors(),
             stopped: self.stopped(),

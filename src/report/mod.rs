@@ -120,7 +120,8 @@ pub struct ReportWriter {
 }
 
 /// Appends field `i` of a CSV line as RFC 4180 (and the `csv` crate) write it: a separating
-/// comma, then the text, quoted (quotes doubled) when it holds a comma, a quote or a line break.
+/// comma, then the text, quoted (quotes doubled) when it holds a comma, a quote or a line
+/// break, and with line breaks as spaces.
 fn csv_field(line: &mut Vec<u8>, i: usize, text: &[u8]) {
     if i > 0 {
         line.push(b',');
@@ -133,11 +134,14 @@ fn csv_field(line: &mut Vec<u8>, i: usize, text: &[u8]) {
         line.extend_from_slice(text);
         return;
     }
+    // A line break inside a cell (an id from a multi-line CSV cell) becomes a space: one
+    // physical line per row, always.
     line.push(b'"');
-    for part in text.split_inclusive(|&b| b == b'"') {
-        line.extend_from_slice(part);
-        if part.last() == Some(&b'"') {
-            line.push(b'"');
+    for &b in text {
+        match b {
+            b'"' => line.extend_from_slice(b"\"\""),
+            b'\n' | b'\r' => line.push(b' '),
+            b => line.push(b),
         }
     }
     line.push(b'"');
@@ -294,7 +298,9 @@ pub(crate) mod tests {
             lines.next().unwrap(),
             "file,row,line,status,reason,dataset_id,channel,event_name,event_id,event_time,batch,attempts,http_status,error_code,error_subcode,fbtrace_id"
         );
-        assert!(text.contains("in.csv,1,2,sent,\"a, \"\"quoted\"\"\nreason\",123,whatsapp,Purchase,e1,1763640000,3,2,200,,,AbC"));
+        // One physical line per row: a line break in a cell is a space.
+        assert!(text.contains("in.csv,1,2,sent,\"a, \"\"quoted\"\" reason\",123,whatsapp,Purchase,e1,1763640000,3,2,200,,,AbC"));
+        assert_eq!(text.lines().count(), 2);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -21,11 +21,12 @@ pub struct Summary {
 /// counted under `(other)`, so an export full of junk names cannot grow the summary unbounded.
 pub const MAX_SUMMARY_KEYS: usize = 100;
 
-/// Counts status `s` under `key` (skipped when empty), allocating only for a new key.
+/// The key of rows whose channel or event name could not be mapped: every row is counted.
+pub const UNMAPPED: &str = "(unmapped)";
+
+/// Counts status `s` under `key` (`(unmapped)` when empty), allocating only for a new key.
 fn bump(map: &mut BTreeMap<String, BTreeMap<&'static str, u64>>, key: &str, s: &'static str) {
-    if key.is_empty() {
-        return;
-    }
+    let key = if key.is_empty() { UNMAPPED } else { key };
     if let Some(per) = map.get_mut(key) {
         return bump_status(per, s);
     }
@@ -92,8 +93,53 @@ pub struct RunInfo<'a> {
     pub quiet: bool,
 }
 
+/// Why a run ended in error, for monitoring: `kind` is one of `usage`, `mapping`, `input`,
+/// `state`, `auth`, `permission`, `outage`, `interrupted`, `output` (a report, payload or
+/// summary could not be written), `internal` (a bug).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Failure {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// Where `--summary-json` goes, known from the command line before anything can fail, so that
+/// every exit writes it (a monitor never reads a stale file).
+static EARLY: std::sync::OnceLock<(PathBuf, &'static str)> = std::sync::OnceLock::new();
+
+/// Remembers `--summary-json` (and the command) as soon as the command line is read.
+pub fn register(path: Option<&PathBuf>, command: &'static str) {
+    if let Some(p) = path {
+        let _ = EARLY.set((p.clone(), command));
+    }
+}
+
+/// The summary of a run that ended before (or without) reporting its rows: zero counts, the
+/// exit code and why. Written only when `--summary-json` was registered; best effort.
+pub fn write_failure(exit_code: u8, failure: Failure) {
+    let Some((path, command)) = EARLY.get() else {
+        return;
+    };
+    let message = crate::secret::scrub(&failure.message).into_owned();
+    let j = serde_json::json!({
+        "command": command,
+        "rows": 0,
+        "by_status": {},
+        "by_channel": {},
+        "by_event_name": {},
+        "exit_code": exit_code,
+        "error": {"kind": failure.kind, "message": message},
+        "stopped": message,
+    });
+    let _ = super::create_private(path).and_then(|mut f| {
+        serde_json::to_writer_pretty(&mut f, &j)?;
+        std::io::Write::write_all(&mut f, b"\n")
+    });
+}
+
 /// How the run ended, as the summary tells it.
 pub struct Ending {
+    /// Why the run ended in error, if it did.
+    pub failure: Option<Failure>,
     pub exit_code: u8,
     /// One line each, without `error: `.
     pub errors: Vec<String>,
@@ -148,6 +194,10 @@ fn write_json(
         "rows_per_sec": if elapsed > 0.0 { s.rows as f64 / elapsed } else { 0.0 },
         "peak_rss_bytes": peak_rss_bytes(),
         "exit_code": end.exit_code,
+        "error": end.failure.as_ref().map(|f| serde_json::json!({
+            "kind": f.kind,
+            "message": crate::secret::scrub(&f.message),
+        })),
         "stopped": end.stopped.as_deref().map(crate::secret::scrub),
     });
     let mut f = super::create_private(p)?;

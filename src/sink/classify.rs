@@ -435,8 +435,14 @@ pub fn run_pause(u: &Usage) -> Option<Duration> {
     }
 }
 
-/// The user-facing message for a fatal error, naming what to fix.
+/// The user-facing message for a fatal error, naming what to fix: one line, then a hint line
+/// (for stderr; a report's reason takes only the first line, [`fatal_reason`]).
 pub fn fatal_message(kind: FatalKind, e: &GraphError) -> String {
+    format!("{}\n  hint: {}", fatal_reason(kind, e), fatal_hint(kind))
+}
+
+/// The one-line part of [`fatal_message`].
+pub fn fatal_reason(kind: FatalKind, e: &GraphError) -> String {
     let code = e
         .code
         .map(|c| {
@@ -449,18 +455,25 @@ pub fn fatal_message(kind: FatalKind, e: &GraphError) -> String {
         })
         .unwrap_or_default();
     match kind {
-        FatalKind::Auth => format!(
-            "Meta refused the access token{code}: {}\n  hint: create a new system-user token and put it in `MSGCAPI_ACCESS_TOKEN` or `--access-token-file`",
-            e.message
-        ),
-        FatalKind::Permission => format!(
-            "the access token lacks a permission{code}: {}\n  hint: grant `page_events` (Messenger), `whatsapp_business_manage_events` and `whatsapp_business_management` (WhatsApp) or `instagram_manage_events` (Instagram) to the token's user",
-            e.message
-        ),
-        FatalKind::Redirect => format!(
-            "{}\n  hint: check `--endpoint`: it must be the Graph API itself, not an address that forwards",
-            e.message
-        ),
+        FatalKind::Auth => format!("Meta refused the access token{code}: {}", e.message),
+        FatalKind::Permission => {
+            format!("the access token lacks a permission{code}: {}", e.message)
+        }
+        FatalKind::Redirect => e.message.clone(),
+    }
+}
+
+fn fatal_hint(kind: FatalKind) -> &'static str {
+    match kind {
+        FatalKind::Auth => {
+            "create a new system-user token and put it in `MSGCAPI_ACCESS_TOKEN` or `--access-token-file`"
+        }
+        FatalKind::Permission => {
+            "grant `page_events` (Messenger), `whatsapp_business_manage_events` and `whatsapp_business_management` (WhatsApp) or `instagram_manage_events` (Instagram) to the token's user"
+        }
+        FatalKind::Redirect => {
+            "check `--endpoint`: it must be the Graph API itself, not an address that forwards"
+        }
     }
 }
 

@@ -343,7 +343,7 @@ fn cases() -> Vec<Case> {
                 "mixed.csv",
             ],
             &[],
-            3,
+            2,
         ),
         c(
             "state_missing",

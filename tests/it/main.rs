@@ -9,5 +9,6 @@ mod hostile;
 mod props;
 mod send;
 mod state;
+mod unattended;
 mod util;
 mod validate;

@@ -1,0 +1,223 @@
+//! Runs nobody watches: what cron, monitors and log collectors see. The report stays one
+//! physical line per row, `--summary-json` is written on every exit, every row is counted.
+
+use crate::util::*;
+
+fn summary(w: &Workdir) -> serde_json::Value {
+    serde_json::from_str(&w.read("summary.json")).expect("summary JSON")
+}
+
+/// On every way a run ends, the report has one physical line per row (plus the CSV header).
+#[test]
+fn the_report_is_one_physical_line_per_row_on_every_exit_path() {
+    // Meta's messages with line breaks, a token that dies mid-run, cells with line breaks.
+    let w = Workdir::new();
+    let emu = Emulator::builder(&w).expire_token_after(2).start();
+    let mut csv = one_dataset(&valid_csv(60, "nl"));
+    // An event id with a line break inside a quoted cell.
+    csv = csv.replacen(",nl1,", ",\"nl\n1\",", 1);
+    w.write("in.csv", &csv);
+    w.copy("mappings/mixed.yaml");
+    for format in ["csv", "jsonl"] {
+        let report = format!("report.{format}");
+        let out = w
+            .cmd(&[
+                "send",
+                "--mapping",
+                "mixed.yaml",
+                "--now",
+                NOW,
+                "--endpoint",
+                &emu.url,
+                "--batch-size",
+                "10",
+                "--concurrency",
+                "1",
+                "--report",
+                &report,
+                "--report-format",
+                format,
+                "--summary-json",
+                "summary.json",
+                "in.csv",
+            ])
+            .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 3, "{}", stderr(&out));
+        let text = w.read(&report);
+        let header = usize::from(format == "csv");
+        assert_eq!(text.lines().count(), 60 + header, "{format}:\n{text}");
+        assert!(text.contains("not_attempted"));
+        assert!(!text.contains("hint:"), "hints go to stderr only");
+        assert!(stderr(&out).contains("hint:"), "{}", stderr(&out));
+    }
+}
+
+/// A monitor never reads a stale summary: it is written on exit 2 and 3 too, before any row.
+#[test]
+fn the_summary_is_written_on_every_exit() {
+    let cases: &[(&str, &[&str], i32, &str)] = &[
+        (
+            "flag",
+            &[
+                "validate",
+                "--mapping",
+                "m.yaml",
+                "--no-such-flag",
+                "in.csv",
+            ],
+            2,
+            "usage",
+        ),
+        (
+            "grace",
+            &["send", "--mapping", "m.yaml", "--grace", "inf", "in.csv"],
+            2,
+            "usage",
+        ),
+        (
+            "mapping",
+            &["validate", "--mapping", "bad.yaml", "in.csv"],
+            2,
+            "mapping",
+        ),
+        (
+            "token",
+            &["send", "--mapping", "m.yaml", "in.csv"],
+            2,
+            "usage",
+        ),
+        (
+            "input",
+            &["validate", "--mapping", "m.yaml", "nope.csv"],
+            3,
+            "input",
+        ),
+        (
+            "state",
+            &[
+                "validate",
+                "--mapping",
+                "m.yaml",
+                "--state",
+                "junk.db",
+                "in.csv",
+            ],
+            3,
+            "state",
+        ),
+    ];
+    for (name, args, want, kind) in cases {
+        let w = Workdir::new();
+        std::fs::copy(root().join("mappings/mixed.yaml"), w.path("m.yaml")).unwrap();
+        w.write("bad.yaml", "dataset_id: [\n");
+        w.write("junk.db", "not a ledger at all");
+        w.write("in.csv", &valid_csv(3, "s"));
+        w.write("summary.json", "{\"stale\": true}");
+        let mut args = args.to_vec();
+        args.extend(["--summary-json", "summary.json"]);
+        let out = w.run(&args);
+        assert_eq!(code(&out), *want, "{name}: {}", stderr(&out));
+        let s = summary(&w);
+        assert_eq!(s["exit_code"], *want, "{name}: {s}");
+        assert_eq!(s["error"]["kind"], *kind, "{name}: {s}");
+        assert!(
+            s["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{name}: {s}"
+        );
+        assert_eq!(s["rows"], 0, "{name}");
+        assert!(s.get("stale").is_none(), "{name}: stale summary left");
+    }
+}
+
+#[test]
+fn a_run_that_ends_in_error_says_which_kind_in_its_summary() {
+    let w = Workdir::new();
+    let emu = Emulator::builder(&w).expire_token_after(1).start();
+    w.write("in.csv", &one_dataset(&valid_csv(30, "k")));
+    w.copy("mappings/mixed.yaml");
+    let out = w
+        .cmd(&[
+            "send",
+            "--mapping",
+            "mixed.yaml",
+            "--now",
+            NOW,
+            "--endpoint",
+            &emu.url,
+            "--batch-size",
+            "10",
+            "--concurrency",
+            "1",
+            "--report",
+            "r.csv",
+            "--summary-json",
+            "summary.json",
+            "in.csv",
+        ])
+        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let s = summary(&w);
+    assert_eq!(s["error"]["kind"], "auth", "{s}");
+    assert_eq!(s["rows"], 30);
+    // A complete run has no error.
+    let out = w
+        .cmd(&[
+            "validate",
+            "--mapping",
+            "mixed.yaml",
+            "--now",
+            NOW,
+            "--report",
+            "r.csv",
+            "--summary-json",
+            "summary.json",
+            "in.csv",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(summary(&w)["error"].is_null());
+}
+
+/// `by_channel` and `by_event_name` account for every row: unmapped ones under `(unmapped)`.
+#[test]
+fn every_row_is_counted_by_channel_and_event_name() {
+    let w = Workdir::new();
+    w.copy("mappings/mixed.yaml");
+    let mut csv = valid_csv(6, "u");
+    csv = csv.replacen("\nFB,lead,", "\nSMS,lead,", 1);
+    csv = csv.replacen("\nIG,cart,", "\nIG,refund,", 1);
+    w.write("in.csv", &csv);
+    let out = w.run(&[
+        "validate",
+        "--mapping",
+        "mixed.yaml",
+        "--now",
+        NOW,
+        "--report",
+        "r.csv",
+        "--summary-json",
+        "summary.json",
+        "in.csv",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let s = summary(&w);
+    let total = |m: &serde_json::Value| -> u64 {
+        m.as_object()
+            .unwrap()
+            .values()
+            .flat_map(|per| per.as_object().unwrap().values())
+            .map(|n| n.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(total(&s["by_channel"]), 6, "{s}");
+    assert_eq!(total(&s["by_event_name"]), 6, "{s}");
+    assert_eq!(s["by_channel"]["(unmapped)"]["invalid"], 1, "{s}");
+    assert_eq!(s["by_event_name"]["(unmapped)"]["invalid"], 1, "{s}");
+}
