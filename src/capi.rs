@@ -218,6 +218,44 @@ pub enum CustomKind {
     Json,
 }
 
+/// The `custom_data` keys Meta documents (capi-spec.md §2).
+pub const CUSTOM_KEYS: [&str; 12] = [
+    "value",
+    "currency",
+    "order_id",
+    "content_ids",
+    "content_type",
+    "contents",
+    "num_items",
+    "content_name",
+    "content_category",
+    "predicted_ltv",
+    "net_revenue",
+    "delivery_category",
+];
+
+/// ISO 3166-1 alpha-2 codes in use, lower case (as Meta wants `country` before hashing).
+const COUNTRIES: &str = "ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi bj bl bm bn bo bq br bs bt bv bw by bz ca cc cd cf cg ch ci ck cl cm cn co cr cu cv cw cx cy cz de dj dk dm do dz ec ee eg eh er es et fi fj fk fm fo fr ga gb gd ge gf gg gh gi gl gm gn gp gq gr gs gt gu gw gy hk hm hn hr ht hu id ie il im in io iq ir is it je jm jo jp ke kg kh ki km kn kp kr kw ky kz la lb lc li lk lr ls lt lu lv ly ma mc md me mf mg mh mk ml mm mn mo mp mq mr ms mt mu mv mw mx my mz na nc ne nf ng ni nl no np nr nu nz om pa pe pf pg ph pk pl pm pn pr ps pt pw py qa re ro rs ru rw sa sb sc sd se sg sh si sj sk sl sm sn so sr ss st sv sx sy sz tc td tf tg th tj tk tl tm tn to tr tt tv tw tz ua ug um us uy uz va vc ve vg vi vn vu wf ws ye yt za zm zw";
+
+/// A lower-case ISO 3166-1 alpha-2 code that exists (`xx` does not).
+pub fn is_country(code: &str) -> bool {
+    // The list is sorted: a binary search over its 2-letter slots, no allocation.
+    if code.len() != 2 {
+        return false;
+    }
+    let n = COUNTRIES.len().div_ceil(3);
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match COUNTRIES[mid * 3..mid * 3 + 2].cmp(code) {
+            std::cmp::Ordering::Equal => return true,
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+        }
+    }
+    false
+}
+
 /// Graph ids are decimal digits.
 pub fn is_graph_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_digit())
@@ -260,6 +298,17 @@ mod tests {
         assert!(is_currency("ZWL") && is_currency("EUR"));
         assert!(!is_currency("usd") && !is_currency("XXX") && !is_currency("US"));
         assert!(!is_currency("ABC") && !is_currency("USDD"));
+    }
+
+    #[test]
+    fn countries_are_real_codes() {
+        let all: Vec<&str> = COUNTRIES.split(' ').collect();
+        assert_eq!(all.len(), 249);
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "sorted");
+        assert!(all.iter().all(|c| is_country(c)));
+        for bad in ["xx", "US", "usa", "", "zz", "uk"] {
+            assert!(!is_country(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -102,6 +102,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
 
+    /// Make the mapping's warnings errors (e.g. a `custom_data` key that looks like a typo of a
+    /// documented one, `orderid` for `order_id`)
+    #[arg(long)]
+    pub strict_keys: bool,
+
     /// No summary on stderr, no progress bar
     #[arg(long, short)]
     pub quiet: bool,

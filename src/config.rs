@@ -87,13 +87,17 @@ impl RunConfig {
             max_body_bytes,
             test_event_code,
             state,
+            strict_keys,
             quiet,
             inputs,
         } = args;
         if inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
             return Err(Error::Usage("`-` (stdin) can be given once".into()));
         }
-        let plan = Plan::load(&mapping, &|v| std::env::var(v).ok())?;
+        let plan = Plan::load(&mapping, &|v| std::env::var(v).ok(), strict_keys)?;
+        for w in &plan.warnings {
+            eprintln!("warning: {w}");
+        }
         let mode = mode(&plan)?;
         let rules = Rules {
             now: crate::time::now_or_clock(now),

@@ -289,6 +289,20 @@ fn custom_data<'a>(plan: &'a Plan, cell: &impl Fn(usize) -> &'a str, c: &mut Che
         if f.name == "currency" && v.bytes().any(|b| b.is_ascii_lowercase()) {
             v = Cow::Owned(v.to_ascii_uppercase());
         }
+        if f.decimal_comma {
+            match decimal_comma(&v) {
+                Some(n) => v = Cow::Owned(n),
+                None => {
+                    value_failed |= f.name == "value";
+                    let m = format!(
+                        "{} `{v}` is not a number with a decimal comma (e.g. `1.299,90`)",
+                        f.name
+                    );
+                    push(&mut c.problems, m);
+                    continue;
+                }
+            }
+        }
         match typed(&f.name, f.ty, &v) {
             Ok(value) => c.custom.push(Custom {
                 field: f,
@@ -328,6 +342,33 @@ fn custom_data<'a>(plan: &'a Plan, cell: &impl Fn(usize) -> &'a str, c: &mut Che
             push(&mut c.problems, "Purchase needs value");
         }
     }
+}
+
+/// A number written with a decimal comma, as a plain decimal: `1.299,90` and `1 299,90` →
+/// `1299.90`, `129,90` → `129.90`, `-5` → `-5`. Thousands separators (`.`, space, no-break
+/// space) must group by three; anything else is not such a number.
+fn decimal_comma(text: &str) -> Option<String> {
+    let (sign, t) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int, frac) = t.split_once(',').unwrap_or((t, ""));
+    let groups: Vec<&str> = int.split(['.', ' ', '\u{a0}']).collect();
+    let grouped = groups.len() > 1;
+    let ok_groups = groups.iter().enumerate().all(|(i, g)| {
+        let digits = !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit());
+        digits && (!grouped || (if i == 0 { g.len() <= 3 } else { g.len() == 3 }))
+    });
+    let ok_frac = frac.bytes().all(|b| b.is_ascii_digit()) && !(t.contains(',') && frac.is_empty());
+    if !ok_groups || !ok_frac {
+        return None;
+    }
+    let mut out = format!("{sign}{}", groups.concat());
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    Some(out)
 }
 
 /// Resolves a field's text: source, trim, default, value map. `Ok(None)` = empty.
@@ -424,6 +465,29 @@ fn parse_bool(text: &str) -> Option<bool> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn decimal_commas() {
+        for (text, want) in [
+            ("129,90", Some("129.90")),
+            ("1.299,90", Some("1299.90")),
+            ("1 299,90", Some("1299.90")),
+            ("1\u{a0}299,9", Some("1299.9")),
+            ("12.345.678,5", Some("12345678.5")),
+            ("-5", Some("-5")),
+            ("+0,5", Some("0.5")),
+            ("1299", Some("1299")),
+            ("1,299.90", None),
+            ("12.50", None),
+            ("1.29,90", None),
+            ("12,", None),
+            (",5", None),
+            ("1e5", None),
+            ("", None),
+        ] {
+            assert_eq!(super::decimal_comma(text).as_deref(), want, "{text}");
+        }
+    }
+
     #[test]
     fn trim_is_str_trim() {
         for s in [

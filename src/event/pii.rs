@@ -63,7 +63,7 @@ pub fn normalize(kind: PiiKind, text: &str) -> Result<String, String> {
         }
         PiiKind::Country => {
             let c = t.to_lowercase();
-            if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_lowercase()) {
+            if !crate::capi::is_country(&c) {
                 return Err("is not an ISO 3166-1 alpha-2 country code (e.g. `us`)".into());
             }
             c

@@ -667,3 +667,45 @@ fn an_event_time_out_of_any_range_is_invalid_not_wrapped() {
         assert!(m.reason.contains("is not a time"), "{}", m.reason);
     }
 }
+
+#[test]
+fn a_decimal_comma_reads_european_amounts() {
+    let text = ISSUE_EXAMPLE.replace(
+        "value: {column: amount, type: number}",
+        "value: {column: amount, type: number, decimal: \",\"}",
+    );
+    let p = plan(&text);
+    for (amount, want) in [("129,90", 129.9), ("1.299,90", 1299.9), ("7", 7.0)] {
+        let m = map_with(&p, &rules(), &set(wa_purchase(), "amount", amount));
+        assert_eq!(m.verdict, Verdict::Valid, "{amount}: {}", m.reason);
+        let v: serde_json::Value = serde_json::from_str(m.json.as_deref().unwrap()).unwrap();
+        assert_eq!(v["custom_data"]["value"], want, "{amount}");
+    }
+    let m = map_with(&p, &rules(), &set(wa_purchase(), "amount", "1,299.90"));
+    assert_eq!(m.verdict, Verdict::Invalid);
+    assert!(
+        m.reason.contains("not a number with a decimal comma"),
+        "{}",
+        m.reason
+    );
+    assert!(!m.reason.contains("Purchase needs value"), "{}", m.reason);
+}
+
+#[test]
+fn a_country_that_does_not_exist_is_left_out_with_a_note() {
+    let text = ISSUE_EXAMPLE.replace(
+        "  em: {column: email",
+        "  country: {column: cc}\n  em: {column: email",
+    );
+    let p = plan(&text);
+    let m = map_with(&p, &rules(), &set(wa_purchase(), "cc", "XX"));
+    assert_eq!(m.verdict, Verdict::Valid);
+    assert!(
+        m.reason
+            .contains("country omitted: is not an ISO 3166-1 alpha-2 country code"),
+        "{}",
+        m.reason
+    );
+    let m = map_with(&p, &rules(), &set(wa_purchase(), "cc", "BR"));
+    assert_eq!(m.reason, "");
+}

@@ -38,16 +38,20 @@ pub(super) fn compile(
         columns: Vec::new(),
         column_locations: Vec::new(),
         env,
+        warnings: Vec::new(),
     };
     let dataset_id = c.dataset_id(&dataset_id)?;
+    let channel_at = channel.referenced;
     let channel = c.channel(&channel)?;
+    let user_data_raw = user_data;
     let event_name = c.event_name(&event_name, allow_custom_event_names)?;
     let event_time = c.event_time(&event_time)?;
     let event_id = match &event_id {
         Some(v) => Some(c.plain("event_id", "event_id", v, ValueType::String)?),
         None => None,
     };
-    let mut user_data = c.user_data(&user_data)?;
+    let mut user_data = c.user_data(&user_data_raw)?;
+    c.constant_channel_ids(&channel, channel_at, &user_data)?;
     let mut custom_data = c.custom_data(&custom_data)?;
     let opt_out = match &opt_out {
         Some(v) => Some(c.plain("opt_out", "opt_out", v, ValueType::Bool)?),
@@ -81,6 +85,7 @@ pub(super) fn compile(
         data_processing_options,
         dedup_key,
         column_locations: c.column_locations,
+        warnings: c.warnings,
     })
 }
 
@@ -89,6 +94,7 @@ struct Compiler<'a> {
     columns: Vec<String>,
     column_locations: Vec<(u64, u64, String)>,
     env: &'a dyn Fn(&str) -> Option<String>,
+    warnings: Vec<MappingError>,
 }
 
 /// Which of the keys that only some fields take a field accepts.
@@ -159,6 +165,7 @@ impl Compiler<'_> {
                     hash: None,
                     country_code: None,
                     in_key: false,
+                    decimal_comma: false,
                 };
                 return Ok((f, Extra::default()));
             }
@@ -176,6 +183,7 @@ impl Compiler<'_> {
             country_code,
             format,
             timezone,
+            decimal,
         } = spec.as_ref();
         let src = self.source(key, at, column, constant, env)?;
         let ty = match ty.as_deref() {
@@ -226,6 +234,26 @@ impl Compiler<'_> {
                 None,
             ));
         }
+        let decimal_comma = match decimal.as_deref() {
+            None | Some(".") => false,
+            Some(",") if matches!(ty, ValueType::Number) => true,
+            Some(",") => {
+                return Err(self.err(
+                    at,
+                    &format!("{key}.decimal"),
+                    "applies to numbers only (`type: number`)".into(),
+                    None,
+                ));
+            }
+            Some(other) => {
+                return Err(self.err(
+                    at,
+                    &format!("{key}.decimal"),
+                    format!("`{other}` is not a decimal separator; expected `.` or `,`"),
+                    Some("`decimal: \",\"` reads `1.299,90` and `129,90`".into()),
+                ));
+            }
+        };
         let field = Field {
             name: name.to_string(),
             src,
@@ -236,6 +264,7 @@ impl Compiler<'_> {
             hash: None,
             country_code: None,
             in_key: false,
+            decimal_comma,
         };
         let extra = Extra {
             hash: hash.clone(),
@@ -459,6 +488,47 @@ impl Compiler<'_> {
         Ok(out)
     }
 
+    /// A channel given as a constant needs its ids mapped, or every row would be invalid: that
+    /// is a mistake of the mapping, reported before any row is read. (A channel from a column
+    /// keeps the row-level check: other rows may be other channels.)
+    fn constant_channel_ids(
+        &self,
+        channel: &Field,
+        at: Location,
+        user_data: &[(UserField, Field)],
+    ) -> Result<(), MappingError> {
+        let Src::Constant(name) = &channel.src else {
+            return Ok(());
+        };
+        let Some(ch) = Channel::parse(name) else {
+            return Ok(());
+        };
+        let missing: Vec<&str> = ch
+            .required_ids()
+            .into_iter()
+            .filter(|id| !user_data.iter().any(|(u, _)| u == id))
+            .map(UserField::name)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let list = missing
+            .iter()
+            .map(|m| format!("`user_data.{m}`"))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        Err(self.err(
+            at,
+            "channel",
+            format!("is always `{name}`, whose events need {list}, which the mapping does not set"),
+            Some(format!(
+                "add {}, e.g. `{}: {{column: NAME}}`",
+                list,
+                missing.first().copied().unwrap_or_default()
+            )),
+        ))
+    }
+
     /// `user_data.ph.country_code`: a calling code for numbers written without one.
     fn country_code(
         &self,
@@ -503,6 +573,17 @@ impl Compiler<'_> {
     ) -> Result<Vec<Field>, MappingError> {
         let mut out = Vec::new();
         for (k, v) in &fields.0 {
+            if let Some(known) = near_miss(k) {
+                let w = self.err(
+                    v.referenced,
+                    &format!("custom_data.{k}"),
+                    format!("did you mean `{known}`? `{k}` is sent as a custom field of its own"),
+                    Some(format!(
+                        "rename it to `{known}`, or keep it (pass `--strict-keys` to make this an error)"
+                    )),
+                );
+                self.warnings.push(w);
+            }
             let default_ty = match capi::custom_field_kind(k) {
                 CustomKind::String => ValueType::String,
                 CustomKind::Number => ValueType::Number,
@@ -712,6 +793,22 @@ const SECRETS: [&str; 4] = [
     "MSGCAPI_EMULATOR_TOKEN",
     "MSGCAPI_EMULATOR_APP_SECRET",
 ];
+
+/// The documented `custom_data` key that `key` is probably a typo of (`orderid`, `curency`,
+/// `contents_ids`): within two edits, or the same but for case. A key that is one of them, or
+/// far from all, is fine (partners may send their own fields).
+fn near_miss(key: &str) -> Option<&'static str> {
+    if capi::CUSTOM_KEYS.contains(&key) {
+        return None;
+    }
+    let lower = key.to_ascii_lowercase();
+    capi::CUSTOM_KEYS
+        .iter()
+        .map(|k| (super::error::edit_distance(&lower, k), *k))
+        .filter(|(d, k)| *d == 0 || (*d <= 2 && k.len() > 4 && lower.len() > 3))
+        .min()
+        .map(|(_, k)| k)
+}
 
 /// A `type:` name.
 fn value_type(name: &str) -> Option<ValueType> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_saphyr::Location;
 
 /// A problem with the mapping file. Fatal for the run (exit 2), reported before any row is read.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{}", self.render())]
 pub struct MappingError {
     pub file: PathBuf,
@@ -120,7 +120,7 @@ fn did_you_mean(msg: &str) -> Option<String> {
 }
 
 /// Levenshtein distance (keys are short).
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(super) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -59,6 +59,8 @@ pub struct Field {
     pub country_code: Option<u16>,
     /// The dedup key reads this `user_data`/`custom_data` field.
     pub in_key: bool,
+    /// Numbers written with a decimal comma (`1.299,90`, `129,90`).
+    pub decimal_comma: bool,
 }
 
 /// How `event_time` text is parsed.
@@ -134,6 +136,8 @@ pub struct Plan {
     pub dedup_key: Vec<KeyPart>,
     /// Where each projected column is first used, to point at it when the input lacks it.
     pub column_locations: Vec<(u64, u64, String)>,
+    /// What compiled but looks like a mistake (printed on stderr before any row is read).
+    pub warnings: Vec<MappingError>,
 }
 
 impl Plan {
@@ -143,8 +147,13 @@ impl Plan {
         names.join("+")
     }
 
-    /// Reads and compiles a mapping file. Environment variables are read through `env`.
-    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, MappingError> {
+    /// Reads and compiles a mapping file. Environment variables are read through `env`; with
+    /// `strict`, what would be a warning is an error.
+    pub fn load(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        strict: bool,
+    ) -> Result<Plan, MappingError> {
         let text = std::fs::read_to_string(path).map_err(|e| MappingError {
             file: path.to_path_buf(),
             line: 0,
@@ -165,7 +174,11 @@ impl Plan {
                 hint: Some("a mapping is YAML text; see docs/mapping.md".into()),
             });
         }
-        Plan::compile(path, &text, env)
+        let plan = Plan::compile(path, &text, env)?;
+        match plan.warnings.first() {
+            Some(w) if strict => Err(w.clone()),
+            _ => Ok(plan),
+        }
     }
 
     /// Compiles mapping text (`path` names it in messages).

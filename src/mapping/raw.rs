@@ -112,6 +112,8 @@ pub struct Spec {
     pub format: Option<String>,
     /// Zone for times without an offset: IANA name or UTC.
     pub timezone: Option<String>,
+    /// Numbers only: the decimal separator, `.` (default) or `,` (`1.299,90`).
+    pub decimal: Option<String>,
 }
 
 /// A YAML scalar kept as text (numbers and booleans are written back as they were).

@@ -337,3 +337,61 @@ fn country_code_belongs_to_a_hashed_ph_and_is_a_calling_code() {
         "{e}"
     );
 }
+
+#[test]
+fn a_constant_channel_needs_its_ids_mapped() {
+    let text = "dataset_id: \"1\"\nchannel: whatsapp\nevent_name: Purchase\nevent_time: {column: ts}\nuser_data:\n  ctwa_clid: {column: clid}\n";
+    let e = err(text);
+    assert!(
+        e.starts_with("m.yaml:2:10: `channel`: is always `whatsapp`, whose events need `user_data.whatsapp_business_account_id`"),
+        "{e}"
+    );
+    // From a column, the check stays per row (other rows may be other channels).
+    let from_column = text.replace("channel: whatsapp", "channel: {column: chan}");
+    assert!(compile(&from_column).is_ok());
+}
+
+#[test]
+fn custom_keys_close_to_documented_ones_are_warned_about() {
+    let text = ISSUE_EXAMPLE.replace(
+        "  order_id: {column: order_ref}",
+        "  order_id: {column: order_ref}\n  orderid: {column: x}\n  curency_code: {column: y}\n  my_field: {column: z}",
+    );
+    let p = compile(&text).unwrap();
+    let w: Vec<String> = p.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("`custom_data.orderid`: did you mean `order_id`?"),
+        "{}",
+        w[0]
+    );
+    for typo in ["curency", "contents_ids", "Currency", "predicted_ltvv"] {
+        let t = ISSUE_EXAMPLE.replace(
+            "  order_id: {column: order_ref}",
+            &format!("  {typo}: {{column: order_ref}}"),
+        );
+        assert_eq!(compile(&t).unwrap().warnings.len(), 1, "{typo}");
+    }
+    let p = compile(ISSUE_EXAMPLE).unwrap();
+    assert!(p.warnings.is_empty());
+}
+
+#[test]
+fn decimal_is_a_comma_or_a_point_on_numbers() {
+    let with = |d: &str| {
+        ISSUE_EXAMPLE.replace(
+            "value: {column: amount, type: number}",
+            &format!("value: {{column: amount, type: number, decimal: \"{d}\"}}"),
+        )
+    };
+    assert!(compile(&with(",")).unwrap().custom_data[0].decimal_comma);
+    assert!(!compile(&with(".")).unwrap().custom_data[0].decimal_comma);
+    assert!(
+        err(&with(";")).contains("`custom_data.value.decimal`: `;` is not a decimal separator")
+    );
+    let on_text = ISSUE_EXAMPLE.replace(
+        "order_id: {column: order_ref}",
+        "order_id: {column: order_ref, decimal: \",\"}",
+    );
+    assert!(err(&on_text).contains("applies to numbers only"));
+}

@@ -221,3 +221,67 @@ fn every_row_is_counted_by_channel_and_event_name() {
     assert_eq!(s["by_channel"]["(unmapped)"]["invalid"], 1, "{s}");
     assert_eq!(s["by_event_name"]["(unmapped)"]["invalid"], 1, "{s}");
 }
+
+/// A `custom_data` key that looks like a typo is warned about, naming where; `--strict-keys`
+/// makes it an error.
+#[test]
+fn mapping_typos_are_caught_before_any_row() {
+    let w = Workdir::new();
+    let mixed = std::fs::read_to_string(root().join("mappings/mixed.yaml")).unwrap();
+    w.write(
+        "typo.yaml",
+        &mixed.replace(
+            "  order_id: {column: order_ref}",
+            "  orderid: {column: order_ref}",
+        ),
+    );
+    w.write("in.csv", &valid_csv(3, "ty"));
+    let run = |strict: bool| {
+        let mut args = vec![
+            "validate",
+            "--mapping",
+            "typo.yaml",
+            "--now",
+            NOW,
+            "--report",
+            "r.csv",
+            "--quiet",
+            "in.csv",
+        ];
+        if strict {
+            args.insert(1, "--strict-keys");
+        }
+        w.run(&args)
+    };
+    let out = run(false);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("warning: typo.yaml:28:12: `custom_data.orderid`: did you mean `order_id`?"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(w.path("r.csv")).unwrap();
+    let out = run(true);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(!w.path("r.csv").exists());
+    // A constant channel whose ids are not mapped: every row would be invalid.
+    w.write(
+        "const.yaml",
+        "dataset_id: \"1234567890\"\nchannel: messenger\nevent_name: LeadSubmitted\nevent_time: {column: occurred_at}\nuser_data:\n  page_id: {column: page_id}\n",
+    );
+    let out = w.run(&[
+        "validate",
+        "--mapping",
+        "const.yaml",
+        "--now",
+        NOW,
+        "in.csv",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`user_data.page_scoped_user_id`"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -178,7 +178,7 @@ fn exit_2_for_a_mapping_error_before_any_row_is_read() {
         "nothing is processed on a mapping error"
     );
     insta::assert_snapshot!(stderr(&out), @r"
-    error: bad.yaml:13:3: unknown key `fromat`; expected one of `column`, `constant`, `env`, `default`, `values`, `passthrough`, `type`, `hash`, `country_code`, `format`, `timezone`
+    error: bad.yaml:13:3: unknown key `fromat`; expected one of `column`, `constant`, `env`, `default`, `values`, `passthrough`, `type`, `hash`, `country_code`, `format`, `timezone`, `decimal`
       hint: did you mean `format`? (docs/mapping.md lists every key)
     ");
 }
