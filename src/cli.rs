@@ -173,6 +173,11 @@ pub struct SendArgs {
     #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = duration_arg)]
     pub max_retry_time: Duration,
 
+    /// How long the endpoint may stay unreachable (DNS, refused, TLS, connect timeout) before
+    /// the run stops (exit 3); meanwhile the whole run pauses and probes with backoff
+    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = duration_arg)]
+    pub max_outage: Duration,
+
     /// Stop the run after N rows failed or unknown (the rest: not_attempted)
     #[arg(long, value_name = "N")]
     pub max_errors: Option<u64>,

@@ -21,8 +21,8 @@ use super::outcome::{Outcome, RunEnd, Stop};
 use crate::config::SendConfig;
 use crate::ledger::{Entry, Ledger, NewKey};
 use crate::sink::{
-    Batch, Batcher, Delivery as Fate, NotSent, PendingEvent, Sender, SinkMessage, SinkStats,
-    write_body,
+    Batch, Batcher, Delivery as Fate, FatalKind, NotSent, PendingEvent, Sender, SinkMessage,
+    SinkStats, write_body,
 };
 
 /// How long one wait for answers blocks before the loop looks around again.
@@ -51,6 +51,9 @@ struct Sending {
     answers: mpsc::Receiver<SinkMessage<Ticket>>,
     max_errors: Option<u64>,
     grace: Duration,
+    /// For the outage's reason: the endpoint's host and `--max-outage`.
+    host: String,
+    max_outage: Duration,
 }
 
 pub struct Delivery {
@@ -90,6 +93,8 @@ impl Delivery {
                     answers,
                     max_errors: s.max_errors,
                     grace: s.grace,
+                    host: s.sink.endpoint.host().to_string(),
+                    max_outage: s.sink.max_outage,
                 })
             }
             None => None,
@@ -288,8 +293,17 @@ impl Delivery {
             }
         }
         let max_errors = s.max_errors;
+        let (host, max_outage) = (s.host.clone(), s.max_outage);
         for m in msgs {
             match m {
+                SinkMessage::Fatal {
+                    kind: FatalKind::Outage,
+                    error,
+                } => end.stop(Stop::Outage {
+                    host: host.clone(),
+                    lasted: max_outage,
+                    cause: error.message,
+                }),
                 SinkMessage::Fatal { kind, error } => end.stop(Stop::Refused { kind, error }),
                 SinkMessage::Outcomes(outs) => self.settle(book, end, outs),
             }

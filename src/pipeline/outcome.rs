@@ -208,6 +208,12 @@ pub enum Stop {
     /// The report goes to stdout and its reader closed it (`msgcapi validate ... | head`): a
     /// quiet end, as for any command whose output is cut short.
     ReportClosed,
+    /// The endpoint stayed unreachable for `--max-outage` (`lasted`): `cause` says how.
+    Outage {
+        host: String,
+        lasted: Duration,
+        cause: String,
+    },
     /// The sender's runtime died.
     SenderLost,
     /// An input could not be read to its end (the message says which and where): what was
@@ -233,6 +239,14 @@ impl Stop {
                 "not sent: the run stopped: the report cannot be written".into()
             }
             Stop::ReportClosed => "not sent: the report's reader closed it".into(),
+            Stop::Outage {
+                host,
+                lasted,
+                cause,
+            } => format!(
+                "not sent: {host} unreachable for {} ({cause}); rerun later",
+                flag_duration(*lasted)
+            ),
             Stop::SenderLost => "not sent: the sender stopped unexpectedly".into(),
             Stop::Unreadable(m) => format!("not sent: the run stopped: {m}"),
         }
@@ -247,6 +261,14 @@ impl Stop {
             }
             Stop::Refused { kind, error } => Some(fatal_message(*kind, error)),
             Stop::StateUnwritable(e) | Stop::OutputUnwritable(e) => Some(e.clone()),
+            Stop::Outage {
+                host,
+                lasted,
+                cause,
+            } => Some(format!(
+                "{host} unreachable for {} ({cause}); the rows not sent are not_attempted: rerun later",
+                flag_duration(*lasted)
+            )),
             Stop::SenderLost => Some("the sender stopped unexpectedly".into()),
         }
     }
@@ -320,7 +342,9 @@ impl RunEnd {
                 FatalKind::Auth => "auth",
                 FatalKind::Permission => "permission",
                 FatalKind::Redirect => "usage",
+                FatalKind::Outage => "outage",
             },
+            (Some(Stop::Outage { .. }), _) => "outage",
             (Some(Stop::StateUnwritable(_)), _) => "state",
             (Some(Stop::OutputUnwritable(_)), _) => "output",
             (Some(Stop::SenderLost), _) => "internal",

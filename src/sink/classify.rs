@@ -26,6 +26,8 @@ pub enum FatalKind {
     /// The endpoint answered with a redirect: msgcapi never follows one (a request carries the
     /// token), and every request would be redirected.
     Redirect,
+    /// The endpoint could not be reached for `--max-outage`.
+    Outage,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +53,9 @@ pub enum Action {
     /// The request was written but no answer came, or a success answer did not count every
     /// event: it may have been (partly) delivered. Never resent.
     Unknown { error: GraphError },
+    /// Nothing was written: the endpoint could not be reached (DNS, refused, TLS handshake,
+    /// connect timeout). An outage of the run, not an error of the batch.
+    Unreachable { cause: String },
 }
 
 impl Action {
@@ -61,6 +66,10 @@ impl Action {
                 if let Some(f) = fbtrace_id {
                     *f = crate::secret::scrub(f).into_owned();
                 }
+                return;
+            }
+            Action::Unreachable { cause } => {
+                *cause = crate::secret::scrub(cause).into_owned();
                 return;
             }
             Action::Retry { error, .. }
@@ -106,12 +115,8 @@ pub struct Headers {
 /// Classifies a transport failure.
 pub fn classify_transport(t: Transport, detail: &str) -> Action {
     match t {
-        Transport::ConnectFailed => Action::Retry {
-            after: None,
-            error: GraphError {
-                message: format!("cannot connect: {detail}"),
-                ..Default::default()
-            },
+        Transport::ConnectFailed => Action::Unreachable {
+            cause: connect_cause(detail),
         },
         Transport::NoAnswer => Action::Unknown {
             error: GraphError {
@@ -122,6 +127,29 @@ pub fn classify_transport(t: Transport, detail: &str) -> Action {
             },
         },
     }
+}
+
+/// A connect error as a person says it: `connection refused`, `name not resolved`, ...
+fn connect_cause(detail: &str) -> String {
+    let d = detail.to_ascii_lowercase();
+    let said = if d.contains("refused") {
+        "connection refused"
+    } else if d.contains("lookup") || d.contains("resolve") || d.contains("name or service") {
+        "name not resolved"
+    } else if d.contains("timed out") || d.contains("timeout") {
+        "connect timeout"
+    } else if d.contains("certificate") || d.contains("tls") || d.contains("handshake") {
+        "TLS handshake failed"
+    } else if d.contains("unreachable") {
+        "network unreachable"
+    } else {
+        return detail
+            .split(" (os error")
+            .next()
+            .unwrap_or(detail)
+            .to_string();
+    };
+    said.to_string()
 }
 
 /// Classifies an HTTP answer to a request that carried `sent` events. `now` is the local clock,
@@ -459,7 +487,7 @@ pub fn fatal_reason(kind: FatalKind, e: &GraphError) -> String {
         FatalKind::Permission => {
             format!("the access token lacks a permission{code}: {}", e.message)
         }
-        FatalKind::Redirect => e.message.clone(),
+        FatalKind::Redirect | FatalKind::Outage => e.message.clone(),
     }
 }
 
@@ -473,6 +501,9 @@ fn fatal_hint(kind: FatalKind) -> &'static str {
         }
         FatalKind::Redirect => {
             "check `--endpoint`: it must be the Graph API itself, not an address that forwards"
+        }
+        FatalKind::Outage => {
+            "check the network and `--endpoint`; rerun later: nothing it did not send was lost (with `--state`, a rerun sends only what was not delivered)"
         }
     }
 }
@@ -837,10 +868,24 @@ mod tests {
 
     #[test]
     fn transport() {
-        assert!(matches!(
-            classify_transport(Transport::ConnectFailed, "refused"),
-            Action::Retry { .. }
-        ));
+        assert_eq!(
+            classify_transport(
+                Transport::ConnectFailed,
+                "Connection refused (os error 111)"
+            ),
+            Action::Unreachable {
+                cause: "connection refused".into()
+            }
+        );
+        assert_eq!(
+            classify_transport(
+                Transport::ConnectFailed,
+                "failed to lookup address information: Name or service not known"
+            ),
+            Action::Unreachable {
+                cause: "name not resolved".into()
+            }
+        );
         assert!(matches!(
             classify_transport(Transport::NoAnswer, "timeout"),
             Action::Unknown { .. }

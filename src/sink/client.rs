@@ -24,6 +24,8 @@ use super::{Batch, Delivery, Endpoint, EventOutcome, GaveUp, NotSent, PendingEve
 
 /// Longest single backoff.
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// Longest pause between two probes of an unreachable endpoint.
+const OUTAGE_PROBE_CAP: Duration = Duration::from_secs(15);
 /// Longest wait Meta may ask for before we give up on a request.
 pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
@@ -43,6 +45,8 @@ pub struct SinkConfig {
     pub max_retries: u32,
     /// First backoff; doubles per retry, full jitter, capped at 60 s.
     pub backoff_base: Duration,
+    /// How long the endpoint may stay unreachable before the run stops (`--max-outage`).
+    pub max_outage: Duration,
     /// How long a batch may spend retrying, waits included, counted from when it gets a slot
     /// (just before its first attempt): no wait that would end later is started; its rows are
     /// then `Failed` with the last error (`NotAttempted` if none was sent yet).
@@ -76,9 +80,12 @@ struct Shared<T> {
     cfg: SinkConfig,
     client: reqwest::Client,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
-    /// Run-wide: no request to any dataset before this instant (throttling, usage near 100 %).
-    /// capi-spec.md §4: a throttle slows down the whole run, not just the request or dataset.
-    pause: Mutex<Option<Instant>>,
+    /// Run-wide: no request to any dataset before this instant (throttling, usage near 100 %,
+    /// an outage), and why. capi-spec.md §4: a throttle slows down the whole run, not just the
+    /// request or dataset.
+    pause: Mutex<Option<(Instant, Wait)>>,
+    /// The endpoint cannot be reached: since when, why, and how many probes failed.
+    outage: Mutex<Option<Outage>>,
     /// No new attempts (Ctrl-C, --max-errors, fatal).
     stopped: AtomicBool,
     /// Turns true with `stopped`: wakes every task waiting out a backoff or a pause, since no
@@ -94,6 +101,32 @@ struct Shared<T> {
     failed: AtomicU64,
     unknown: AtomicU64,
     rate_mark: Mutex<(Instant, u64)>,
+}
+
+/// Why the whole run waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Meta throttled a request (or asked to wait).
+    Throttled,
+    /// Usage headers near or at 100 %.
+    Usage,
+    /// The endpoint cannot be reached: probing with backoff.
+    Outage,
+}
+
+impl Wait {
+    pub fn name(self) -> &'static str {
+        match self {
+            Wait::Throttled => "throttled",
+            Wait::Usage => "usage near the limit",
+            Wait::Outage => "endpoint unreachable",
+        }
+    }
+}
+
+struct Outage {
+    since: Instant,
+    probes: u32,
 }
 
 pub struct Sender<T> {
@@ -148,6 +181,7 @@ impl<T: Send + 'static> Sender<T> {
             client,
             limiter,
             pause: Mutex::new(None),
+            outage: Mutex::new(None),
             stopped: AtomicBool::new(false),
             halted: watch::Sender::new(false),
             fatal_sent: AtomicBool::new(false),
@@ -300,21 +334,73 @@ impl<T> Shared<T> {
     }
 
     /// Holds every request of the run for at least `d` (a longer pause already set stands).
-    fn pause(&self, d: Duration) {
+    fn pause(&self, d: Duration, why: Wait) {
         if let Ok(mut p) = self.pause.lock() {
-            let until = Instant::now() + d;
-            if p.is_none_or(|t| t < until) {
-                *p = Some(until);
+            let Some(until) = Instant::now().checked_add(d) else {
+                return;
+            };
+            if p.is_none_or(|(t, _)| t < until) {
+                *p = Some((until, why));
             }
         }
     }
 
-    fn pause_until(&self) -> Option<Instant> {
+    /// The run-wide pause in force, if any.
+    fn paused(&self) -> Option<(Instant, Wait)> {
         self.pause
             .lock()
             .ok()
             .and_then(|p| *p)
-            .filter(|t| *t > Instant::now())
+            .filter(|(t, _)| *t > Instant::now())
+    }
+
+    fn pause_until(&self) -> Option<Instant> {
+        self.paused().map(|(t, _)| t)
+    }
+
+    /// A request could not reach the endpoint: the run is in an outage. It pauses and probes
+    /// with backoff (0.5 s, doubling, at most 15 s); once the endpoint has been unreachable for
+    /// `--max-outage`, the run stops. Returns true when it has.
+    fn unreachable(&self, cause: &str) -> bool {
+        let Ok(mut o) = self.outage.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let outage = o.get_or_insert(Outage {
+            since: now,
+            probes: 0,
+        });
+        let lasted = now.saturating_duration_since(outage.since);
+        if lasted >= self.cfg.max_outage {
+            drop(o);
+            let error = GraphError {
+                message: cause.to_string(),
+                ..Default::default()
+            };
+            self.fatal(FatalKind::Outage, &error);
+            return true;
+        }
+        let step = Duration::from_millis(500).saturating_mul(1 << outage.probes.min(5));
+        outage.probes += 1;
+        // The last probe is at the end of `--max-outage`, not after it.
+        let left = self.cfg.max_outage - lasted;
+        self.pause(step.min(OUTAGE_PROBE_CAP).min(left), Wait::Outage);
+        false
+    }
+
+    /// An answer came (any answer): the endpoint is reachable again.
+    fn reachable(&self) {
+        if let Ok(mut o) = self.outage.lock()
+            && o.take().is_some()
+            && let Ok(mut p) = self.pause.lock()
+            && p.is_some_and(|(_, w)| w == Wait::Outage)
+        {
+            *p = None;
+        }
+    }
+
+    fn in_outage(&self) -> bool {
+        self.outage.lock().is_ok_and(|o| o.is_some())
     }
 
     /// Sleeps until `until`, or less if the run stops meanwhile.
@@ -334,13 +420,16 @@ impl<T> Shared<T> {
             if self.stopped.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            if let Some(until) = self.pause_until() {
-                let wait = until.saturating_duration_since(Instant::now());
-                if wait > MAX_WAIT {
-                    return Err(TooLong::MetaAsked(wait));
-                }
-                if deadline.is_some_and(|d| until > d) {
-                    return Err(TooLong::OutOfTime);
+            if let Some((until, why)) = self.paused() {
+                // An outage is bounded by `--max-outage` and is no batch's retry time.
+                if why != Wait::Outage {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    if wait > MAX_WAIT {
+                        return Err(TooLong::MetaAsked(wait));
+                    }
+                    if deadline.is_some_and(|d| until > d) {
+                        return Err(TooLong::OutOfTime);
+                    }
                 }
                 self.sleep_until(until).await;
                 continue;
@@ -469,6 +558,11 @@ fn deliver<'a, T: Send + 'a>(
                 error,
                 gave_up: None,
             },
+            // `send_with_retries` waits an outage out or stops the run: never the last answer.
+            Ended::Done(Action::Unreachable { .. }) => Delivery::NotSent {
+                why: NotSent::RunStopped,
+                error: None,
+            },
             Ended::Done(Action::Unknown { error }) => Delivery::Unknown { error },
             Ended::Done(Action::Retry { error, .. } | Action::Throttle { error, .. }) => {
                 Delivery::Failed {
@@ -522,20 +616,36 @@ async fn send_with_retries<T>(
     let url = cfg.endpoint.events_url(&cfg.api_version, dataset);
     let mut rng = fastrand::Rng::new();
     let mut last: Option<GraphError> = None;
+    let mut deadline = deadline;
+    // Requests that reached the endpoint (a request that could not connect carried nothing,
+    // and is no retry of the batch: the run's outage handling waits it out).
     let mut tries = 0u32;
-    for attempt in 0..=cfg.max_retries {
+    loop {
+        let attempt = tries;
         // The run-wide pause and the rate limiter, before every attempt.
+        let (outage, waited) = (sh.in_outage(), Instant::now());
         if let Err(why) = sh.wait_turn(dataset, deadline).await {
             return (Ended::GaveUp { last, why }, tries);
+        }
+        if outage {
+            // Time waiting out an outage is not the batch's retry time.
+            deadline = deadline.and_then(|d| d.checked_add(waited.elapsed()));
         }
         if sh.stopped.load(Ordering::SeqCst) {
             return (Ended::NotSent(last), tries);
         }
-        tries += 1;
         sh.requests.fetch_add(1, Ordering::Relaxed);
         sh.in_flight.fetch_add(1, Ordering::Relaxed);
         let action = one_request(sh, &url, body, events).await;
         sh.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Action::Unreachable { cause } = &action {
+            if sh.unreachable(cause) {
+                return (Ended::NotSent(last), tries);
+            }
+            continue;
+        }
+        sh.reachable();
+        tries += 1;
         let is_last = attempt == cfg.max_retries;
         match action {
             Action::Retry { after, error } => {
@@ -561,7 +671,7 @@ async fn send_with_retries<T>(
                 let wait = after.unwrap_or_else(|| {
                     backoff(cfg.backoff_base, attempt + 1, &mut rng).max(cfg.backoff_base)
                 });
-                sh.pause(wait);
+                sh.pause(wait, Wait::Throttled);
                 if is_last {
                     return (Ended::Done(Action::Throttle { after, error }), tries);
                 }
@@ -569,11 +679,6 @@ async fn send_with_retries<T>(
             }
             other => return (Ended::Done(other), tries),
         }
-    }
-    // Unreachable: the last attempt returns above. Answer for the events all the same.
-    match last {
-        Some(error) => (Ended::Done(Action::Throttle { after: None, error }), tries),
-        None => (Ended::NotSent(None), tries),
     }
 }
 
@@ -617,7 +722,7 @@ async fn one_request<T>(sh: &Shared<T>, url: &str, body: &str, sent: usize) -> A
             // (`estimated_time_to_regain_access`, an ad account at 100 %), and pace down as usage
             // nears 100 %. The whole run holds, every dataset.
             if let Some(d) = run_pause(&usage(&headers)) {
-                sh.pause(d);
+                sh.pause(d, Wait::Usage);
             }
             action
         }

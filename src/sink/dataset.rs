@@ -119,7 +119,7 @@ pub fn get_or_create(
                     .unwrap_or_default()
             )
         }
-        Action::Success { .. } => "unexpected answer".into(),
+        Action::Success { .. } | Action::Unreachable { .. } => "unexpected answer".into(),
     };
     Err(DatasetError::Refused(message))
 }

@@ -285,3 +285,110 @@ fn mapping_typos_are_caught_before_any_row() {
         stderr(&out)
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// An endpoint nobody answers on is an outage of the run: it pauses and probes, then stops
+/// after `--max-outage`, exit 3, every row reported, none failed.
+#[test]
+fn an_unreachable_endpoint_is_an_outage_that_stops_the_run() {
+    let w = Workdir::new();
+    w.copy("mappings/mixed.yaml");
+    w.write("in.csv", &valid_csv(20_000, "o"));
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let start = std::time::Instant::now();
+    let out = w
+        .cmd(&[
+            "send",
+            "--mapping",
+            "mixed.yaml",
+            "--now",
+            NOW,
+            "--endpoint",
+            &endpoint,
+            "--max-outage",
+            "3s",
+            "--max-errors",
+            "10",
+            "--report",
+            "r.csv",
+            "--summary-json",
+            "summary.json",
+            "in.csv",
+        ])
+        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("127.0.0.1 unreachable for 3s (connection refused)"),
+        "{err}"
+    );
+    let rows = report_rows(&w.read("r.csv"));
+    assert_eq!(rows.len(), 20_000);
+    let s = statuses(&rows);
+    assert_eq!(s.get("failed"), None, "{s:?}");
+    assert_eq!(s.get("not_attempted"), Some(&20_000), "{s:?}");
+    assert!(rows.iter().all(
+        |r| &r[4] == "not sent: 127.0.0.1 unreachable for 3s (connection refused); rerun later"
+    ));
+    let summary: serde_json::Value = serde_json::from_str(&w.read("summary.json")).unwrap();
+    assert_eq!(summary["error"]["kind"], "outage");
+}
+
+/// When the endpoint answers again, sending resumes: nothing lost, no retry spent.
+#[test]
+fn sending_resumes_when_the_endpoint_comes_back() {
+    let w = Workdir::new();
+    w.copy("mappings/mixed.yaml");
+    w.write("in.csv", &valid_csv(300, "back"));
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let child = w
+        .cmd(&[
+            "send",
+            "--mapping",
+            "mixed.yaml",
+            "--now",
+            NOW,
+            "--endpoint",
+            &endpoint,
+            "--max-outage",
+            "1m",
+            "--max-retries",
+            "0",
+            "--batch-size",
+            "50",
+            "--report",
+            "r.csv",
+            "in.csv",
+        ])
+        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let listen = format!("127.0.0.1:{port}");
+    let _emu = Emulator::builder(&w)
+        .listen(&listen)
+        .record()
+        .start();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let rows = report_rows(&w.read("r.csv"));
+    assert!(
+        rows.iter().all(|r| &r[3] == "sent" && &r[11] == "1"),
+        "one attempt each"
+    );
+    assert_eq!(recorded_ids(&w.path("rec.jsonl")).len(), 300);
+}

@@ -122,6 +122,7 @@ impl Emulator {
     pub fn builder(w: &Workdir) -> EmulatorBuilder<'_> {
         EmulatorBuilder {
             w,
+            listen: "127.0.0.1:0".into(),
             args: Vec::new(),
         }
     }
@@ -135,6 +136,7 @@ impl Emulator {
 /// Flags for the emulator a test starts, one method per flag the tests use.
 pub struct EmulatorBuilder<'a> {
     w: &'a Workdir,
+    listen: String,
     args: Vec<String>,
 }
 
@@ -142,6 +144,12 @@ impl EmulatorBuilder<'_> {
     fn flag(mut self, name: &str, value: impl ToString) -> Self {
         self.args.push(name.to_string());
         self.args.push(value.to_string());
+        self
+    }
+
+    /// `--listen ADDR` (default a free port on 127.0.0.1).
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = addr.to_string();
         self
     }
 
@@ -210,7 +218,7 @@ impl EmulatorBuilder<'_> {
     pub fn start(self) -> Emulator {
         let mut c = self
             .w
-            .cmd(&["emulator", "--listen", "127.0.0.1:0", "--now", NOW]);
+            .cmd(&["emulator", "--listen", &self.listen, "--now", NOW]);
         c.args(&self.args)
             .env("MSGCAPI_EMULATOR_TOKEN", TOKEN)
             .stdin(Stdio::null())
