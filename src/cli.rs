@@ -107,7 +107,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub strict_keys: bool,
 
-    /// No summary on stderr, no progress bar
+    /// Progress on stderr: `auto` (a bar on a terminal, a status line every `--progress-every`
+    /// in logs), `bar`, `log`, `off`. `--quiet` means `off`
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    pub progress: crate::report::ProgressMode,
+
+    /// How often the log status line is written (`log`, or `auto` off a terminal)
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = duration_arg)]
+    pub progress_every: Duration,
+
+    /// No summary on stderr, no progress (errors are still printed)
     #[arg(long, short)]
     pub quiet: bool,
 

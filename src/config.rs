@@ -55,6 +55,9 @@ pub struct RunConfig {
     pub max_body_bytes: usize,
     pub test_event_code: Option<String>,
     pub quiet: bool,
+    /// `--progress` (`off` with `--quiet`) and `--progress-every`.
+    pub progress: crate::report::ProgressMode,
+    pub progress_every: Duration,
     pub state: Option<PathBuf>,
     /// `--resend-unknown` (send only).
     pub resend_unknown: bool,
@@ -88,6 +91,8 @@ impl RunConfig {
             test_event_code,
             state,
             strict_keys,
+            progress,
+            progress_every,
             quiet,
             inputs,
         } = args;
@@ -122,6 +127,12 @@ impl RunConfig {
             max_body_bytes,
             test_event_code,
             quiet,
+            progress: if quiet {
+                crate::report::ProgressMode::Off
+            } else {
+                progress
+            },
+            progress_every,
             state,
             resend_unknown,
             interrupted,

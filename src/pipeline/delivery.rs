@@ -20,6 +20,7 @@ use super::book::{RowBook, Ticket};
 use super::outcome::{Outcome, RunEnd, Stop};
 use crate::config::SendConfig;
 use crate::ledger::{Entry, Ledger, NewKey};
+use crate::report::Progress;
 use crate::sink::{
     Batch, Batcher, Delivery as Fate, FatalKind, NotSent, PendingEvent, Sender, SinkMessage,
     SinkStats, write_body,
@@ -167,7 +168,13 @@ impl Delivery {
     }
 
     /// Does everything that waits, until `until` holds. See the module doc.
-    pub fn wait(&mut self, book: &mut RowBook, end: &mut RunEnd, until: Until) {
+    pub fn wait(
+        &mut self,
+        book: &mut RowBook,
+        end: &mut RunEnd,
+        until: Until,
+        progress: &Progress,
+    ) {
         let mut block = false;
         loop {
             if self.interrupted.load(Ordering::Relaxed) {
@@ -181,6 +188,7 @@ impl Delivery {
             if let Err(e) = book.flush() {
                 end.report_failed(&e);
             }
+            progress.update(book.entered(), || self.stats());
             let idle = self.in_flight == 0 && self.queue.is_empty();
             let done = match until {
                 Until::Submitted => self.queue.is_empty(),

@@ -65,7 +65,14 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
     let skip = send.is_none().then(|| cfg.interrupted.clone());
     let stages = Stages::start(sources, Arc::new(cfg.plan.clone()), cfg.rules, skip)
         .map_err(|e| Error::Other(anyhow::anyhow!("cannot start the reader threads: {e}")))?;
-    let progress = Progress::new(total_bytes(&cfg), cfg.quiet);
+    let (mode, every) = (cfg.progress, cfg.progress_every);
+    let progress = Progress::new(
+        mode,
+        every,
+        cfg.mode.name(),
+        total_bytes(&cfg),
+        stages.bytes_read(),
+    );
     let mut book = RowBook::new(report, names, cfg.plan.key_description());
     let mut end = RunEnd::default();
 
@@ -83,18 +90,23 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
         }
         admit_chunk(&cfg, &mut book, &mut delivery, &mut end, &mut mapped);
         stages.recycle(mapped);
-        delivery.wait(&mut book, &mut end, Until::Submitted);
+        delivery.wait(&mut book, &mut end, Until::Submitted, &progress);
         if book.len() > MAX_BUFFERED_ROWS {
             delivery.cut_open(&mut end);
-            delivery.wait(&mut book, &mut end, Until::BookBelow(MAX_BUFFERED_ROWS));
+            delivery.wait(
+                &mut book,
+                &mut end,
+                Until::BookBelow(MAX_BUFFERED_ROWS),
+                &progress,
+            );
         }
-        progress.update(stages.bytes_read(), book.entered(), || delivery.stats());
+        progress.update(book.entered(), || delivery.stats());
     }
     if let Err(e) = stages.finish() {
         end.unread(format!("{e}, after {} rows", book.entered()));
     }
     delivery.cut_open(&mut end);
-    delivery.wait(&mut book, &mut end, Until::Idle);
+    delivery.wait(&mut book, &mut end, Until::Idle, &progress);
     delivery.finish(&mut end);
     progress.finish();
 

@@ -127,8 +127,8 @@ impl Stages {
     }
 
     /// Input bytes consumed so far, for the progress bar.
-    pub fn bytes_read(&self) -> u64 {
-        self.bytes_read.load(Ordering::Relaxed)
+    pub fn bytes_read(&self) -> Arc<AtomicU64> {
+        self.bytes_read.clone()
     }
 
     /// Hands a used chunk back for reuse.

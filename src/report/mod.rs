@@ -12,7 +12,7 @@ use std::path::Path;
 mod progress;
 pub mod summary;
 
-pub use progress::Progress;
+pub use progress::{Progress, ProgressMode};
 pub use summary::Summary;
 
 use crate::event::Identity;

@@ -74,6 +74,8 @@ pub struct SinkStats {
     pub events_unknown: u64,
     /// Requests per second since the previous call.
     pub rate: f64,
+    /// The whole run waits: why, and for how much longer.
+    pub waiting: Option<(Wait, Duration)>,
 }
 
 struct Shared<T> {
@@ -103,13 +105,13 @@ struct Shared<T> {
     rate_mark: Mutex<(Instant, u64)>,
 }
 
-/// Why the whole run waits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why the whole run waits, the lightest cause first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Wait {
-    /// Meta throttled a request (or asked to wait).
-    Throttled,
     /// Usage headers near or at 100 %.
     Usage,
+    /// Meta throttled a request (or asked to wait).
+    Throttled,
     /// The endpoint cannot be reached: probing with backoff.
     Outage,
 }
@@ -304,6 +306,9 @@ impl<T: Send + 'static> Sender<T> {
             events_failed: s.failed.load(Ordering::Relaxed),
             events_unknown: s.unknown.load(Ordering::Relaxed),
             rate,
+            waiting: s
+                .paused()
+                .map(|(until, why)| (why, until.saturating_duration_since(Instant::now()))),
         }
     }
 }
@@ -334,14 +339,19 @@ impl<T> Shared<T> {
     }
 
     /// Holds every request of the run for at least `d` (a longer pause already set stands).
+    /// While pauses overlap, the cause shown is the weightiest: an outage, then a throttle, then
+    /// usage (a throttled answer also carries usage at 100 %).
     fn pause(&self, d: Duration, why: Wait) {
         if let Ok(mut p) = self.pause.lock() {
-            let Some(until) = Instant::now().checked_add(d) else {
+            let now = Instant::now();
+            let Some(until) = now.checked_add(d) else {
                 return;
             };
-            if p.is_none_or(|(t, _)| t < until) {
-                *p = Some((until, why));
-            }
+            let (until, why) = match *p {
+                Some((t, w)) if t > now => (t.max(until), w.max(why)),
+                _ => (until, why),
+            };
+            *p = Some((until, why));
         }
     }
 

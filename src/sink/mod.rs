@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use batch::{Auth, Batcher, request_body, write_body};
 pub use classify::{FatalKind, GraphError};
-pub use client::{Sender, SinkConfig, SinkMessage, SinkStats};
+pub use client::{Sender, SinkConfig, SinkMessage, SinkStats, Wait};
 pub use endpoint::Endpoint;
 
 /// One event ready to send: the caller's tag, and its JSON object, serialized once (so batches

@@ -379,10 +379,7 @@ fn sending_resumes_when_the_endpoint_comes_back() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let listen = format!("127.0.0.1:{port}");
-    let _emu = Emulator::builder(&w)
-        .listen(&listen)
-        .record()
-        .start();
+    let _emu = Emulator::builder(&w).listen(&listen).record().start();
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let rows = report_rows(&w.read("r.csv"));
@@ -391,4 +388,70 @@ fn sending_resumes_when_the_endpoint_comes_back() {
         "one attempt each"
     );
     assert_eq!(recorded_ids(&w.path("rec.jsonl")).len(), 300);
+}
+
+/// Off a terminal, a long run writes a status line every `--progress-every`: what it read and
+/// sent, and what it waits for.
+#[test]
+fn long_runs_are_visible_in_logs() {
+    let w = Workdir::new();
+    w.copy("mappings/mixed.yaml");
+    w.write("in.csv", &one_dataset(&valid_csv(10, "log")));
+    let emu = Emulator::builder(&w)
+        .throttle_rate("1")
+        .throttle_http("400")
+        .retry_after("3")
+        .start();
+    let args = [
+        "send",
+        "--mapping",
+        "mixed.yaml",
+        "--now",
+        NOW,
+        "--endpoint",
+        &emu.url,
+        "--max-retries",
+        "1",
+        "--report",
+        "r.csv",
+        "--progress-every",
+        "1s",
+        "in.csv",
+    ];
+    let out = w
+        .cmd(&args)
+        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("msgcapi send: 0m"))
+        .collect();
+    assert!(!lines.is_empty(), "{err}");
+    assert!(
+        lines.iter().any(|l| l.contains("10 rows read")
+            && l.contains("waiting")
+            && l.contains("throttled")),
+        "{err}"
+    );
+    // --quiet and --progress off write none.
+    for flag in ["--quiet", "--progress=off"] {
+        let mut quiet = args.to_vec();
+        quiet.insert(1, flag);
+        // One throttled try is enough to see what is printed.
+        let at = quiet.iter().position(|a| *a == "1").unwrap();
+        quiet[at] = "0";
+        let out = w
+            .cmd(&quiet)
+            .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        assert!(
+            !stderr(&out).contains("rows read"),
+            "{flag}: {}",
+            stderr(&out)
+        );
+    }
 }
