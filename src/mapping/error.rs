@@ -21,6 +21,14 @@ pub struct MappingError {
 
 impl MappingError {
     fn render(&self) -> String {
+        if self.line == 0 {
+            // Nothing was read: there is no position to point at.
+            let mut s = format!("`{}`: {}", self.file.display(), self.message);
+            if let Some(h) = &self.hint {
+                let _ = write!(s, "\n  hint: {h}");
+            }
+            return s;
+        }
         let mut s = format!("{}:{}:{}: ", self.file.display(), self.line, self.column);
         if !self.key.is_empty() {
             let _ = write!(s, "`{}`: ", self.key);

@@ -225,14 +225,19 @@ fn paragraph(info: &RunInfo<'_>, s: &Summary, end: &Ending, elapsed: f64) -> Str
         0.0
     };
     let n = info.files.len();
+    // A rate over less than a second says more about start-up than about speed.
+    let speed = if elapsed >= 1.0 {
+        format!(" ({rate:.0} rows/s)")
+    } else {
+        String::new()
+    };
     let mut p = format!(
-        "msgcapi {}: {} rows from {} file{} in {:.2}s ({:.0} rows/s): {}.",
+        "msgcapi {}: {} rows from {} file{} in {:.2}s{speed}: {}.",
         info.command,
         s.rows,
         n,
         if n == 1 { "" } else { "s" },
         elapsed,
-        rate,
         if counts.is_empty() {
             "nothing to do".into()
         } else {
