@@ -160,7 +160,10 @@ impl Plan {
             column: 0,
             key: String::new(),
             message: format!("cannot read the mapping file: {e}"),
-            hint: Some("`--mapping` names the YAML file that maps the export's columns (docs/mapping.md)".into()),
+            hint: Some(
+                "`--mapping` names the YAML file that maps the export's columns (docs/mapping.md)"
+                    .into(),
+            ),
         })?;
         if let Some(at) = text.find('\0') {
             let line = text[..at].matches('\n').count() + 1;
