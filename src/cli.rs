@@ -318,6 +318,14 @@ pub struct EmulatorArgs {
     /// events: HTTP 200 with `events_received` short by them (the others are recorded)
     #[arg(long, value_name = "REGEX")]
     pub undercount_event_id: Option<String>,
+    /// Fraction of accounts (drawn from the account and `--seed`) that have no dataset until
+    /// one is created (`POST /{account}/dataset`)
+    #[arg(long, default_value = "0", value_name = "F", value_parser = fraction)]
+    pub no_dataset_rate: f64,
+    /// Accounts matching this regex answer permission errors (code 200), on the Dataset API and
+    /// for events posted with them
+    #[arg(long, value_name = "REGEX")]
+    pub deny_account: Option<String>,
 }
 
 impl Default for EmulatorArgs {
@@ -339,6 +347,8 @@ impl Default for EmulatorArgs {
             regain_minutes: 0,
             reject_event_id: None,
             undercount_event_id: None,
+            no_dataset_rate: 0.0,
+            deny_account: None,
         }
     }
 }

@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
+mod accounts;
 mod check;
 mod request;
 
@@ -42,6 +43,7 @@ struct State {
     requests: AtomicU64,
     record: Option<Mutex<std::fs::File>>,
     log: Option<Mutex<std::fs::File>>,
+    accounts: accounts::Accounts,
 }
 
 /// Stops the in-process emulator when dropped.
@@ -86,6 +88,8 @@ fn build_state(args: EmulatorArgs) -> Result<State> {
             .transpose()
     };
     let reject = regex("--reject-event-id", &args.reject_event_id)?;
+    let deny = regex("--deny-account", &args.deny_account)?;
+    let accounts = accounts::Accounts::new(args.seed, args.no_dataset_rate, deny);
     let undercount = regex("--undercount-event-id", &args.undercount_event_id)?;
     let open = |p: &Option<PathBuf>| -> Result<Option<Mutex<std::fs::File>>> {
         Ok(match p {
@@ -110,6 +114,7 @@ fn build_state(args: EmulatorArgs) -> Result<State> {
         latency,
         reject,
         undercount,
+        accounts,
         args,
     })
 }
@@ -342,11 +347,7 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
     }
     match (method.as_str(), endpoint.as_str()) {
         ("POST", "events") if is_id(&id) => Ok(x.events(parsed.params.as_ref(), data)),
-        ("GET" | "POST", "dataset") if is_id(&id) => {
-            let h = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
-            let ds = 1_000_000_000_000_000 + h % 9_000_000_000_000_000;
-            Ok(x.answer(reply(200, json!({"id": ds.to_string()})), None))
-        }
+        ("GET" | "POST", "dataset") if is_id(&id) => Ok(x.dataset(method == "POST")),
         _ => Ok(x.error(
             400,
             803,
@@ -506,6 +507,53 @@ impl Exchange<'_> {
         None
     }
 
+    /// `GET|POST /{version}/{account}/dataset`: the account's dataset, created by a `POST`.
+    fn dataset(&self, create: bool) -> Resp {
+        let accounts = &self.state.accounts;
+        let got = if create {
+            accounts.create(self.id).map(Some)
+        } else {
+            accounts.get(self.id)
+        };
+        match got {
+            Ok(Some(ds)) => self.answer(reply(200, json!({"id": ds})), None),
+            // Graph's answer for an edge with nothing on it.
+            Ok(None) => self.answer(reply(200, json!({"data": []})), None),
+            Err(accounts::Denied) => self.denied(self.id),
+        }
+    }
+
+    /// A permission error for `account`, as Graph words it.
+    fn denied(&self, account: &str) -> Resp {
+        let m = format!(
+            "(#200) The user does not have permission on account {account}: grant the app access to it"
+        );
+        self.answer(graph_error(403, 200, None, &m, None, self.trace), Some(200))
+    }
+
+    /// Events of denied accounts are refused as a whole (code 200); events posted to a dataset
+    /// the emulator handed out must be its account's (code 100 otherwise).
+    fn account_problem(&self, data: &[Value]) -> Option<Resp> {
+        let accounts = &self.state.accounts;
+        if let Some(a) = data
+            .iter()
+            .filter_map(accounts::account_of)
+            .find(|a| accounts.denied(a))
+        {
+            return Some(self.denied(a));
+        }
+        let owner = accounts.owner(self.id)?;
+        let stranger = data
+            .iter()
+            .filter_map(accounts::account_of)
+            .find(|a| *a != owner)?;
+        let m = format!(
+            "Invalid parameter: an event of account {stranger} was posted to dataset {}, which belongs to account {owner}",
+            self.id
+        );
+        Some(self.error(400, 100, None, &m))
+    }
+
     /// `POST /{version}/{dataset_id}/events`: checked as Meta checks, recorded, answered.
     fn events(
         &self,
@@ -513,6 +561,11 @@ impl Exchange<'_> {
         data: Result<Vec<Value>, String>,
     ) -> Resp {
         let state = self.state;
+        if let Ok(events) = &data
+            && let Some(r) = self.account_problem(events)
+        {
+            return r;
+        }
         let now = state.now.unwrap_or_else(|| chrono::Utc::now().timestamp());
         let data = match check::check_events(
             params.map_err(String::as_str),
