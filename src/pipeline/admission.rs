@@ -1,11 +1,14 @@
 //! PURE: whether a mapped row goes on to be sent, or what it is instead: invalid or expired (its
 //! verdict), a duplicate within the run (first seen wins: dedup runs on the mapper thread, in
 //! input order), already sent or of unknown outcome in an earlier run (the ledger), or not sent
-//! because the run stopped. In that order.
+//! because the run stopped or its dataset was cut off. In that order.
+
+use std::collections::HashMap;
 
 use super::outcome::{Outcome, Stop};
 use crate::event::Verdict;
 use crate::ledger::{Entry, EntryState};
+use crate::sink::GraphError;
 
 /// What admission decides for one row.
 #[derive(Debug)]
@@ -29,12 +32,16 @@ pub struct Gate<'a> {
     pub resend_unknown: bool,
     /// Sending stopped (or, in a dry run, checking stopped).
     pub stop: Option<&'a Stop>,
+    /// Datasets cut off by a permission error, with Meta's error.
+    pub cut: &'a HashMap<String, GraphError>,
 }
 
-/// Admits a row: its verdict and dedup key from mapping, the earlier row of the run with the
-/// same key (`first_seen`, from dedup), and what the ledger knows of the key (`earlier`).
+/// Admits a row: its verdict, dataset and dedup key from mapping, the earlier row of the run
+/// with the same key (`first_seen`, from dedup), and what the ledger knows of the key
+/// (`earlier`).
 pub fn admit<'a>(
     verdict: Verdict,
+    dataset: &str,
     key: Option<u128>,
     first_seen: Option<u64>,
     earlier: Option<&'a Entry>,
@@ -63,6 +70,11 @@ pub fn admit<'a>(
     if let (true, Some(stop)) = (gate.sending, gate.stop) {
         return Admission::Settle(Outcome::Stopped(stop));
     }
+    if !gate.cut.is_empty()
+        && let Some(error) = gate.cut.get(dataset)
+    {
+        return Admission::Settle(Outcome::CutOff(error));
+    }
     if gate.payloads {
         Admission::Batch
     } else {
@@ -86,12 +98,16 @@ mod tests {
         }
     }
 
+    static NONE_CUT: std::sync::LazyLock<HashMap<String, GraphError>> =
+        std::sync::LazyLock::new(HashMap::new);
+
     fn gate(sending: bool, stop: Option<&Stop>) -> Gate<'_> {
         Gate {
             sending,
             payloads: sending,
             resend_unknown: false,
             stop,
+            cut: &NONE_CUT,
         }
     }
 
@@ -107,11 +123,11 @@ mod tests {
     fn verdicts_without_a_key_settle_as_they_are() {
         let g = gate(true, None);
         assert_eq!(
-            name(&admit(Verdict::Invalid, None, None, None, g)),
+            name(&admit(Verdict::Invalid, "1", None, None, None, g)),
             "Invalid"
         );
         assert_eq!(
-            name(&admit(Verdict::Expired, None, None, None, g)),
+            name(&admit(Verdict::Expired, "1", None, None, None, g)),
             "Expired"
         );
     }
@@ -120,26 +136,26 @@ mod tests {
     fn first_seen_wins_then_the_ledger_decides_then_the_stop() {
         let g = gate(true, None);
         assert!(matches!(
-            admit(Verdict::Valid, Some(7), None, None, g),
+            admit(Verdict::Valid, "1", Some(7), None, None, g),
             Admission::Batch
         ));
         assert!(matches!(
-            admit(Verdict::Valid, Some(7), Some(0), None, g),
+            admit(Verdict::Valid, "1", Some(7), Some(0), None, g),
             Admission::Settle(Outcome::Duplicate { first: 0 })
         ));
         // A duplicate is a duplicate even when the ledger knows the key.
         let acked = entry(EntryState::Acknowledged);
         assert!(matches!(
-            admit(Verdict::Valid, Some(7), Some(0), Some(&acked), g),
+            admit(Verdict::Valid, "1", Some(7), Some(0), Some(&acked), g),
             Admission::Settle(Outcome::Duplicate { first: 0 })
         ));
         assert!(matches!(
-            admit(Verdict::Valid, Some(8), None, Some(&acked), g),
+            admit(Verdict::Valid, "1", Some(8), None, Some(&acked), g),
             Admission::Settle(Outcome::AlreadySent(_))
         ));
         let unknown = entry(EntryState::InFlight);
         assert!(matches!(
-            admit(Verdict::Valid, Some(9), None, Some(&unknown), g),
+            admit(Verdict::Valid, "1", Some(9), None, Some(&unknown), g),
             Admission::Settle(Outcome::UnknownEarlier(_))
         ));
         let resend = Gate {
@@ -147,23 +163,53 @@ mod tests {
             ..g
         };
         assert!(matches!(
-            admit(Verdict::Valid, Some(10), None, Some(&unknown), resend),
+            admit(Verdict::Valid, "1", Some(10), None, Some(&unknown), resend),
             Admission::Batch
         ));
         let stop = Stop::MaxErrors(3);
         let stopped = gate(true, Some(&stop));
         assert!(matches!(
-            admit(Verdict::Valid, Some(11), None, None, stopped),
+            admit(Verdict::Valid, "1", Some(11), None, None, stopped),
             Admission::Settle(Outcome::Stopped(Stop::MaxErrors(3)))
         ));
         // After a stop, rows are still checked, deduplicated and looked up.
         assert!(matches!(
-            admit(Verdict::Valid, Some(11), Some(10), None, stopped),
+            admit(Verdict::Valid, "1", Some(11), Some(10), None, stopped),
             Admission::Settle(Outcome::Duplicate { first: 10 })
         ));
         assert!(matches!(
-            admit(Verdict::Expired, None, None, None, stopped),
+            admit(Verdict::Expired, "1", None, None, None, stopped),
             Admission::Settle(Outcome::Expired)
+        ));
+    }
+
+    #[test]
+    fn a_cut_off_dataset_takes_no_more_rows() {
+        let cut: HashMap<String, GraphError> = [(
+            "77".to_string(),
+            GraphError {
+                code: Some(200),
+                message: "(#200) permission".into(),
+                ..GraphError::default()
+            },
+        )]
+        .into();
+        let g = Gate {
+            cut: &cut,
+            ..gate(true, None)
+        };
+        assert!(matches!(
+            admit(Verdict::Valid, "77", Some(1), None, None, g),
+            Admission::Settle(Outcome::CutOff(e)) if e.code == Some(200)
+        ));
+        assert!(matches!(
+            admit(Verdict::Valid, "78", Some(2), None, None, g),
+            Admission::Batch
+        ));
+        // Duplicates and invalid rows are still what they are.
+        assert!(matches!(
+            admit(Verdict::Valid, "77", Some(1), Some(0), None, g),
+            Admission::Settle(Outcome::Duplicate { first: 0 })
         ));
     }
 
@@ -174,7 +220,7 @@ mod tests {
             ..gate(false, None)
         };
         assert!(matches!(
-            admit(Verdict::Valid, Some(1), None, None, no_payloads),
+            admit(Verdict::Valid, "1", Some(1), None, None, no_payloads),
             Admission::Valid
         ));
         let payloads = Gate {
@@ -182,13 +228,13 @@ mod tests {
             ..no_payloads
         };
         assert!(matches!(
-            admit(Verdict::Valid, Some(2), None, None, payloads),
+            admit(Verdict::Valid, "1", Some(2), None, None, payloads),
             Admission::Batch
         ));
         let stop = Stop::Interrupted;
         for v in [Verdict::Valid, Verdict::Invalid] {
             assert!(matches!(
-                admit(v, Some(3), None, None, gate(false, Some(&stop))),
+                admit(v, "1", Some(3), None, None, gate(false, Some(&stop))),
                 Admission::Settle(Outcome::NotValidated)
             ));
         }

@@ -9,7 +9,7 @@
 //! **Invariant:** a key is in a durable ledger record before any request carrying it can leave
 //! (`submit`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,8 +22,8 @@ use crate::config::SendConfig;
 use crate::ledger::{Entry, Ledger, NewKey};
 use crate::report::Progress;
 use crate::sink::{
-    Batch, Batcher, Delivery as Fate, FatalKind, NotSent, PendingEvent, Sender, SinkMessage,
-    SinkStats, write_body,
+    Batch, Batcher, Delivery as Fate, FatalKind, GraphError, NotSent, PendingEvent, Sender,
+    SinkMessage, SinkStats, write_body,
 };
 
 /// How long one wait for answers blocks before the loop looks around again.
@@ -70,6 +70,9 @@ pub struct Delivery {
     errors: u64,
     /// The stop in [`RunEnd`] has been applied: the sender stops, queued batches settle.
     halted: bool,
+    /// Datasets cut off by a permission error (Meta's), in the order they were.
+    cut: HashMap<String, GraphError>,
+    cut_order: Vec<String>,
     interrupted: Arc<AtomicBool>,
     run_id: String,
     now: i64,
@@ -109,6 +112,8 @@ impl Delivery {
             in_flight: 0,
             errors: 0,
             halted: false,
+            cut: HashMap::new(),
+            cut_order: Vec::new(),
             interrupted,
             run_id,
             now,
@@ -160,6 +165,19 @@ impl Delivery {
             }
         }
         self.queue.push_back(batch);
+    }
+
+    /// Datasets cut off so far, with Meta's error.
+    pub fn cut_off(&self) -> &HashMap<String, GraphError> {
+        &self.cut
+    }
+
+    /// Datasets cut off, in the order they were, with Meta's error.
+    pub fn cut_off_list(&self) -> Vec<(String, GraphError)> {
+        self.cut_order
+            .iter()
+            .filter_map(|d| Some((d.clone(), self.cut.get(d)?.clone())))
+            .collect()
     }
 
     /// Counters for the progress bar (send only).
@@ -226,6 +244,12 @@ impl Delivery {
             if let (true, Some(stop)) = (self.halted, &end.stop) {
                 for ev in batch.events {
                     book.settle(ev.tag, Outcome::Stopped(stop));
+                }
+                continue;
+            }
+            if let Some(error) = self.cut.get(&batch.dataset_id) {
+                for ev in batch.events {
+                    book.settle(ev.tag, Outcome::CutOff(error));
                 }
                 continue;
             }
@@ -313,6 +337,12 @@ impl Delivery {
                     cause: error.message,
                 }),
                 SinkMessage::Fatal { kind, error } => end.stop(Stop::Refused { kind, error }),
+                SinkMessage::CutOff { dataset, error } => {
+                    if !self.cut.contains_key(&dataset) {
+                        self.cut_order.push(dataset.clone());
+                        self.cut.insert(dataset, error);
+                    }
+                }
                 SinkMessage::Outcomes(outs) => self.settle(book, end, outs),
             }
         }

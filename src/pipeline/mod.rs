@@ -107,6 +107,7 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
     }
     delivery.cut_open(&mut end);
     delivery.wait(&mut book, &mut end, Until::Idle, &progress);
+    let cut_off = delivery.cut_off_list();
     delivery.finish(&mut end);
     progress.finish();
 
@@ -129,7 +130,8 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
         summary_json: cfg.summary_json.as_ref(),
         quiet: cfg.quiet,
     };
-    report::summary::tell(&info, &summary, &end.ending(exit_code), started.elapsed())?;
+    let ending = end.ending(exit_code, cut_off);
+    report::summary::tell(&info, &summary, &ending, started.elapsed())?;
     Ok(Outcome { exit_code, summary })
 }
 
@@ -146,18 +148,24 @@ fn admit_chunk(
     let known = delivery.known(m.mapped.iter().map(|r| r.key));
     let sending = matches!(cfg.mode, Mode::Send(_));
     let stop = end.stop.clone();
+    let cut = delivery.cut_off().clone();
     let gate = Gate {
         sending,
         payloads: cfg.rules.payloads,
         resend_unknown: cfg.resend_unknown,
         stop: stop.as_ref(),
+        cut: &cut,
     };
     let rows = &m.chunk.rows;
     for (i, row) in m.mapped.drain(..).enumerate() {
         let ticket = book.enter(m.file, &rows[i], row.reason, row.identity, row.key);
         let earlier = known.get(i).and_then(Option::as_ref);
         let first_seen = m.first_seen.get(i).copied().flatten();
-        match admit(row.verdict, row.key, first_seen, earlier, gate) {
+        let admission = {
+            let dataset = book.get(&ticket).map_or("", |(id, _)| &id.dataset_id);
+            admit(row.verdict, dataset, row.key, first_seen, earlier, gate)
+        };
+        match admission {
             Admission::Settle(outcome) => book.settle(ticket, outcome),
             Admission::Batch if let Some(json) = row.json => {
                 let dataset = book.get(&ticket).map_or("", |(id, _)| &id.dataset_id);

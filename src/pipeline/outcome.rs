@@ -35,6 +35,8 @@ pub enum Outcome<'a> {
     Delivered(&'a Delivery, Answer),
     /// The sender vanished while this row's request was out: it may have arrived.
     Lost,
+    /// Its dataset was cut off by a permission error (Meta's): not sent.
+    CutOff(&'a GraphError),
 }
 
 impl Outcome<'_> {
@@ -81,6 +83,10 @@ impl Outcome<'_> {
                 set("the sender stopped unexpectedly; outcome unknown, not resent".into());
                 Status::Unknown
             }
+            Outcome::CutOff(error) => {
+                set(error.message.clone());
+                Status::NotAttempted
+            }
             Outcome::Delivered(d, _) => match d {
                 Delivery::Sent { .. } => Status::Sent,
                 Delivery::Failed { error, gave_up } => {
@@ -111,6 +117,13 @@ impl Outcome<'_> {
                 ..Answer::default()
             },
             Outcome::Delivered(_, a) => a.clone(),
+            Outcome::CutOff(e) => Answer {
+                http_status: e.http_status,
+                error_code: e.code,
+                error_subcode: e.subcode,
+                fbtrace_id: e.fbtrace_id.clone(),
+                ..Answer::default()
+            },
             _ => Answer::default(),
         }
     }
@@ -154,6 +167,8 @@ fn not_sent(why: &NotSent, error: Option<&GraphError>) -> String {
                 .unwrap_or("Meta refused it")
         ),
         NotSent::MetaAsked(wait) => format!("not sent: {}", meta_asked(*wait)),
+        // The same reason as the rows of the request Meta refused.
+        NotSent::CutOff => error.map(|e| e.message.clone()).unwrap_or_default(),
         NotSent::OutOfRetryTime { budget } => format!(
             "not sent: Meta's throttling holds the run longer than `--max-retry-time {}`; rerun later",
             flag_duration(*budget)
@@ -360,9 +375,22 @@ impl RunEnd {
         Some(Failure { kind, message })
     }
 
-    /// How the summary tells this ending.
-    pub fn ending(&self, exit_code: u8) -> crate::report::summary::Ending {
+    /// How the summary tells this ending; `cut_off`: the datasets cut off, with Meta's error.
+    pub fn ending(
+        &self,
+        exit_code: u8,
+        cut_off: Vec<(String, GraphError)>,
+    ) -> crate::report::summary::Ending {
         crate::report::summary::Ending {
+            cut_off: cut_off
+                .into_iter()
+                .map(|(dataset_id, e)| crate::report::summary::CutOff {
+                    dataset_id,
+                    message: e.message,
+                    code: e.code,
+                    subcode: e.subcode,
+                })
+                .collect(),
             failure: self.failure(),
             exit_code,
             errors: self.errors(),

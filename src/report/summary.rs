@@ -15,6 +15,28 @@ pub struct Summary {
     pub by_status: BTreeMap<&'static str, u64>,
     pub by_channel: BTreeMap<String, BTreeMap<&'static str, u64>>,
     pub by_event_name: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    /// Rows, sent, failed, unknown, not attempted, per dataset (at most [`MAX_DATASETS`]).
+    #[serde(skip)]
+    pub by_dataset: std::collections::HashMap<String, DatasetCounts>,
+}
+
+/// Datasets counted apart; rows of any further one are counted under `(other)`.
+pub const MAX_DATASETS: usize = 100_000;
+
+/// One dataset's counts in the summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DatasetCounts {
+    pub rows: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    pub not_attempted: u64,
+}
+
+impl DatasetCounts {
+    fn problems(&self) -> u64 {
+        self.failed + self.unknown + self.not_attempted
+    }
 }
 
 /// Distinct channels or event names the summary keeps apart; rows with any further value are
@@ -59,6 +81,41 @@ impl Summary {
         bump_status(&mut self.by_status, s);
         bump(&mut self.by_channel, &r.identity.channel, s);
         bump(&mut self.by_event_name, &r.identity.event_name, s);
+        let ds = &r.identity.dataset_id;
+        if !ds.is_empty() {
+            let c = match self.by_dataset.get_mut(ds.as_str()) {
+                Some(c) => c,
+                None => {
+                    let key = if self.by_dataset.len() < MAX_DATASETS {
+                        ds.as_str()
+                    } else {
+                        "(other)"
+                    };
+                    self.by_dataset.entry(key.to_string()).or_default()
+                }
+            };
+            c.rows += 1;
+            match r.status {
+                Status::Sent => c.sent += 1,
+                Status::Failed => c.failed += 1,
+                Status::Unknown => c.unknown += 1,
+                Status::NotAttempted => c.not_attempted += 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// The datasets the summary shows: every one with a failed, unknown or not attempted row,
+    /// and the 100 with the most rows.
+    pub fn datasets_to_show(&self) -> BTreeMap<&str, DatasetCounts> {
+        let mut by_volume: Vec<(&String, &DatasetCounts)> = self.by_dataset.iter().collect();
+        by_volume.sort_by(|a, b| b.1.rows.cmp(&a.1.rows).then(a.0.cmp(b.0)));
+        let top = by_volume.iter().take(100);
+        let failing = self.by_dataset.iter().filter(|(_, c)| c.problems() > 0);
+        top.copied()
+            .chain(failing)
+            .map(|(d, c)| (d.as_str(), *c))
+            .collect()
     }
 
     pub fn get(&self, s: Status) -> u64 {
@@ -136,8 +193,19 @@ pub fn write_failure(exit_code: u8, failure: Failure) {
     });
 }
 
+/// A dataset the run stopped sending to: a client revoked access, or its object is gone.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CutOff {
+    pub dataset_id: String,
+    pub message: String,
+    pub code: Option<i64>,
+    pub subcode: Option<i64>,
+}
+
 /// How the run ended, as the summary tells it.
 pub struct Ending {
+    /// Datasets cut off by a permission error (their rows failed or not attempted).
+    pub cut_off: Vec<CutOff>,
     /// Why the run ended in error, if it did.
     pub failure: Option<Failure>,
     pub exit_code: u8,
@@ -193,6 +261,8 @@ fn write_json(
         "duration_secs": elapsed,
         "rows_per_sec": if elapsed > 0.0 { s.rows as f64 / elapsed } else { 0.0 },
         "peak_rss_bytes": peak_rss_bytes(),
+        "datasets": s.datasets_to_show(),
+        "cut_off": end.cut_off,
         "exit_code": end.exit_code,
         "error": end.failure.as_ref().map(|f| serde_json::json!({
             "kind": f.kind,
@@ -249,6 +319,19 @@ fn paragraph(info: &RunInfo<'_>, s: &Summary, end: &Ending, elapsed: f64) -> Str
     }
     for e in &end.errors {
         p.push_str(&format!("\nerror: {e}"));
+    }
+    for c in end.cut_off.iter().take(20) {
+        let code = c.code.map(|c| format!(" (code {c})")).unwrap_or_default();
+        p.push_str(&format!(
+            "\ncut off: dataset {}{code}: {}; its other rows are not_attempted",
+            c.dataset_id, c.message
+        ));
+    }
+    if end.cut_off.len() > 20 {
+        p.push_str(&format!(
+            "\n... and {} more datasets cut off (see the summary's `cut_off`)",
+            end.cut_off.len() - 20
+        ));
     }
     if let Some(st) = &end.stop_line {
         p.push_str(&format!(

@@ -56,6 +56,9 @@ pub enum Action {
     /// Nothing was written: the endpoint could not be reached (DNS, refused, TLS handshake,
     /// connect timeout). An outage of the run, not an error of the batch.
     Unreachable { cause: String },
+    /// A permission error or an inaccessible object on this dataset or account (codes 10,
+    /// 200-299, 100 with subcode 33): this client is cut off; the others go on.
+    CutOff { error: GraphError },
 }
 
 impl Action {
@@ -77,6 +80,7 @@ impl Action {
             | Action::Split { error }
             | Action::Reject { error }
             | Action::Fatal { error, .. }
+            | Action::CutOff { error }
             | Action::Unknown { error } => error,
         };
         error.message = crate::secret::scrub(&error.message).into_owned();
@@ -220,12 +224,17 @@ pub fn classify(
                 error,
             };
         }
-        Some(3 | 10 | 200..=299) => {
+        // The app lacks a capability: nothing can succeed, for any client.
+        Some(3) => {
             return Action::Fatal {
                 kind: FatalKind::Permission,
                 error,
             };
         }
+        // A client business revoked access, or its object is gone: that dataset is cut off,
+        // the run goes on for the others (capi-spec.md §4 policy).
+        Some(10 | 200..=299) => return Action::CutOff { error },
+        Some(100) if subcode == Some(33) => return Action::CutOff { error },
         Some(1 | 2) => return Action::Retry { after, error },
         _ => {}
     }
@@ -602,8 +611,10 @@ mod tests {
             (400, OAUTH, 104, None, false, "auth"),
             (400, OAUTH, 2500, None, false, "auth"),
             (400, OAUTH, 803, None, false, "auth"),
-            (403, OAUTH, 10, None, false, "perm"),
-            (403, OAUTH, 200, None, false, "perm"),
+            (403, OAUTH, 10, None, false, "cutoff"),
+            (403, OAUTH, 200, None, false, "cutoff"),
+            (403, OAUTH, 299, None, false, "cutoff"),
+            (400, OAUTH, 100, Some(33), false, "cutoff"),
             (403, OAUTH, 3, None, false, "perm"),
             (400, OAUTH, 100, Some(2_804_003), false, "split"),
             (400, OAUTH, 100, None, false, "split"),
@@ -624,6 +635,7 @@ mod tests {
                     kind: FatalKind::Permission,
                     ..
                 } => "perm",
+                Action::CutOff { .. } => "cutoff",
                 Action::Split { .. } => "split",
                 _ => "other",
             };

@@ -62,6 +62,12 @@ pub enum SinkMessage<T> {
         kind: FatalKind,
         error: GraphError,
     },
+    /// One dataset is cut off (sent once per dataset): a client revoked access, or its
+    /// object is gone. Nothing more is sent to it; the run goes on.
+    CutOff {
+        dataset: String,
+        error: GraphError,
+    },
 }
 
 /// Counters for the progress bar.
@@ -88,6 +94,8 @@ struct Shared<T> {
     pause: Mutex<Option<(Instant, Wait)>>,
     /// The endpoint cannot be reached: since when, why, and how many probes failed.
     outage: Mutex<Option<Outage>>,
+    /// Datasets cut off by a permission error, with it.
+    cut: Mutex<std::collections::HashMap<String, GraphError>>,
     /// No new attempts (Ctrl-C, --max-errors, fatal).
     stopped: AtomicBool,
     /// Turns true with `stopped`: wakes every task waiting out a backoff or a pause, since no
@@ -184,6 +192,7 @@ impl<T: Send + 'static> Sender<T> {
             limiter,
             pause: Mutex::new(None),
             outage: Mutex::new(None),
+            cut: Mutex::new(std::collections::HashMap::new()),
             stopped: AtomicBool::new(false),
             halted: watch::Sender::new(false),
             fatal_sent: AtomicBool::new(false),
@@ -338,6 +347,24 @@ impl<T> Shared<T> {
         }
     }
 
+    /// Cuts `dataset` off; the pipeline hears of it once.
+    fn cut_off(&self, dataset: &str, error: &GraphError) {
+        let Ok(mut cut) = self.cut.lock() else { return };
+        if cut.contains_key(dataset) {
+            return;
+        }
+        cut.insert(dataset.to_string(), error.clone());
+        let _ = self.out.send(SinkMessage::CutOff {
+            dataset: dataset.to_string(),
+            error: error.clone(),
+        });
+    }
+
+    /// The error that cut `dataset` off, if it was.
+    fn is_cut(&self, dataset: &str) -> Option<GraphError> {
+        self.cut.lock().ok()?.get(dataset).cloned()
+    }
+
     /// Holds every request of the run for at least `d` (a longer pause already set stands).
     /// While pauses overlap, the cause shown is the weightiest: an outage, then a throttle, then
     /// usage (a throttled answer also carries usage at 100 %).
@@ -483,6 +510,8 @@ pub fn backoff(base: Duration, attempt: u32, rng: &mut fastrand::Rng) -> Duratio
 /// How one request chain ended.
 enum Ended {
     Done(Action),
+    /// Its dataset was cut off before this request left.
+    CutOff(GraphError),
     /// Stopped before the request was (re)sent: certainly not delivered.
     NotSent(Option<GraphError>),
     /// The next wait was too long, so it was not started: the last answer (if any) stands.
@@ -568,6 +597,17 @@ fn deliver<'a, T: Send + 'a>(
                 error,
                 gave_up: None,
             },
+            Ended::Done(Action::CutOff { error }) => {
+                sh.cut_off(dataset, &error);
+                Delivery::Failed {
+                    error,
+                    gave_up: None,
+                }
+            }
+            Ended::CutOff(error) => Delivery::NotSent {
+                why: NotSent::CutOff,
+                error: Some(error),
+            },
             // `send_with_retries` waits an outage out or stops the run: never the last answer.
             Ended::Done(Action::Unreachable { .. }) => Delivery::NotSent {
                 why: NotSent::RunStopped,
@@ -643,6 +683,9 @@ async fn send_with_retries<T>(
         }
         if sh.stopped.load(Ordering::SeqCst) {
             return (Ended::NotSent(last), tries);
+        }
+        if let Some(error) = sh.is_cut(dataset) {
+            return (Ended::CutOff(error), tries);
         }
         sh.requests.fetch_add(1, Ordering::Relaxed);
         sh.in_flight.fetch_add(1, Ordering::Relaxed);

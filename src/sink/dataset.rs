@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::classify::{Action, classify, fatal_message};
+use super::classify::{Action, FatalKind, classify, fatal_message};
 use super::client::{
     MAX_ANSWER_BYTES, http_client, read_bounded, response_headers, transport_detail,
 };
@@ -109,6 +109,7 @@ pub fn get_or_create(
         Action::Retry { error, .. } | Action::Throttle { error, .. } => {
             format!("Meta is busy, try again later: {}", error.message)
         }
+        Action::CutOff { error } => fatal_message(FatalKind::Permission, &error),
         Action::Split { error } | Action::Unknown { error } | Action::Reject { error } => {
             format!(
                 "Meta refused: {}{}",

@@ -83,6 +83,8 @@ pub enum NotSent {
     MetaAsked(Duration),
     /// Meta's throttling held the batch past its `--max-retry-time` (`budget`).
     OutOfRetryTime { budget: Duration },
+    /// Its dataset was cut off by a permission error on an earlier request (the error).
+    CutOff,
 }
 
 /// The outcome of one event.

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod clients;
 mod emulator;
 mod errors;
 mod hostile;
