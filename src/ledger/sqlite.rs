@@ -367,6 +367,12 @@ fn check_header(path: &Path) -> Result<Header, LedgerError> {
             e.corrupt("it is empty (0 bytes), and msgcapi never leaves an empty state file")
         );
     }
+    if head.iter().all(|b| *b == 0) {
+        return Err(e.corrupt(format!(
+            "its first {} bytes are zeros, where SQLite's header belongs",
+            head.len()
+        )));
+    }
     if head.starts_with(REDB_MAGIC) {
         return Err(LedgerError::Redb(path.to_path_buf()));
     }
@@ -423,10 +429,13 @@ fn quick_check(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
         .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
         .map_err(|x| e.sql(x, true))?;
     if first == "ok" {
-        Ok(())
-    } else {
-        Err(e.corrupt(format!("SQLite's check says: {first}")))
+        return Ok(());
     }
+    let first = first.trim_start_matches("*** in database main ***").trim();
+    Err(e.corrupt(format!(
+        "SQLite's check says: {}",
+        first.split_whitespace().collect::<Vec<_>>().join(" ")
+    )))
 }
 
 /// Creates a new ledger whole: written to a private temporary file beside `path`, synced, then

@@ -5,6 +5,7 @@
 
 mod emulator;
 mod errors;
+mod ledger_damage;
 mod props;
 mod send;
 mod state;
