@@ -67,14 +67,23 @@ pub fn run(args: StateArgs) -> Result<u8> {
                 return Err(LedgerError::Missing(state).into());
             }
             let l = Ledger::open_for_export(&state)?;
+            // A write that fails is the output's fault (a closed pipe is a normal end), not the
+            // state file's.
+            let written = |what: String| {
+                move |e: LedgerError| match e {
+                    LedgerError::Output(io) => Error::output(what, io),
+                    e => e.into(),
+                }
+            };
             let n = if file.as_os_str() == "-" {
-                l.export_csv(&mut std::io::stdout().lock())?
+                l.export_csv(&mut std::io::stdout().lock())
+                    .map_err(written("cannot write to stdout".into()))?
             } else {
                 let what = || format!("cannot write `{}`", file.display());
                 let f =
                     crate::report::create_private(&file).map_err(|e| Error::output(what(), e))?;
                 let mut f = std::io::BufWriter::new(f);
-                let n = l.export_csv(&mut f)?;
+                let n = l.export_csv(&mut f).map_err(written(what()))?;
                 f.flush().map_err(|e| Error::output(what(), e))?;
                 n
             };

@@ -186,6 +186,10 @@ pub enum LedgerError {
     Import { csv: String, line: u64, why: String },
     #[error("state file `{0}` does not exist")]
     Missing(PathBuf),
+    /// Where an export goes cannot be written (a closed pipe, a full disk): not the state
+    /// file's fault.
+    #[error("cannot write the export: {0}")]
+    Output(std::io::Error),
     #[error("state file `{path}`: {message}")]
     Db { path: PathBuf, message: String },
 }
@@ -762,7 +766,10 @@ impl Ledger {
             return Ledger::open_for_export(&self.path)?.export_csv(out);
         }
         let mut w = csv::Writer::from_writer(out);
-        let io = |e: csv::Error| self.err(e);
+        let io = |e: csv::Error| match e.into_kind() {
+            csv::ErrorKind::Io(e) => LedgerError::Output(e),
+            other => self.err(format!("{other:?}")),
+        };
         w.write_record(EXPORT_COLUMNS).map_err(io)?;
         let endpoint = self
             .binding
@@ -797,7 +804,7 @@ impl Ledger {
                 n += 1;
             }
         }
-        w.flush().map_err(|e| self.err(e))?;
+        w.flush().map_err(LedgerError::Output)?;
         Ok(n)
     }
 

@@ -65,12 +65,32 @@ pub struct Sqlite {
     /// The seal as loaded and checked; `None` until `load`.
     seal: Option<Seal>,
     writer: bool,
+    /// The writer's entry in [`HELD`], removed when it closes.
+    held: Option<PathBuf>,
+}
+
+/// The files a writer of this process holds. A second open of one of them in this process is
+/// refused before it reads the file: reading the header by hand and closing that descriptor
+/// would drop the writer's POSIX locks for every other process (POSIX locks belong to the
+/// process, and any close of the file releases them). One run opens its ledger once; this keeps
+/// tests and any later caller honest.
+static HELD: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn held(path: &Path) -> Option<PathBuf> {
+    let p = std::fs::canonicalize(path).ok()?;
+    HELD.lock()
+        .map(|h| h.contains(&p))
+        .unwrap_or(false)
+        .then_some(p)
 }
 
 /// What the raw header says.
 enum Header {
     Ours,
-    /// No file, or (for a writer) nothing to lose: a new ledger is created.
+    /// Ours, in WAL mode: msgcapi never leaves it so, but a tool may have. A reader would have
+    /// to write the `-shm` beside it; a writer converts it back.
+    Wal,
+    /// No file: a reader's empty ledger; a writer creates one.
     Missing,
 }
 
@@ -79,10 +99,19 @@ impl Sqlite {
     /// created if missing. `Ok(None)`: a reader on a missing file (an empty ledger).
     pub fn open(path: &Path, writer: bool) -> Result<Option<Sqlite>, LedgerError> {
         let e = Errors(path);
+        if held(path).is_some() {
+            return Err(LedgerError::Locked(path.to_path_buf()));
+        }
         match check_header(path)? {
             Header::Missing if !writer => return Ok(None),
             Header::Missing => create(path)?,
-            Header::Ours => {}
+            Header::Wal if !writer => {
+                return Err(LedgerError::NeedsRecovery {
+                    path: path.to_path_buf(),
+                    message: "it is in WAL mode, which a reader cannot open without writing".into(),
+                });
+            }
+            Header::Ours | Header::Wal => {}
         }
         let flags = if writer {
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -113,11 +142,21 @@ impl Sqlite {
                 .map_err(|x| e.sql(x, writer))?;
             quick_check(&conn, path)?;
         }
+        let held = if writer {
+            let p = std::fs::canonicalize(path).map_err(|x| e.db(x))?;
+            if let Ok(mut h) = HELD.lock() {
+                h.push(p.clone());
+            }
+            Some(p)
+        } else {
+            None
+        };
         Ok(Some(Sqlite {
             conn,
             path: path.to_path_buf(),
             seal: None,
             writer,
+            held,
         }))
     }
 
@@ -176,6 +215,16 @@ impl Store for Sqlite {
         tx.commit().map_err(|x| e.sql(x, true))?;
         self.seal = Some(seal);
         Ok(())
+    }
+}
+
+impl Drop for Sqlite {
+    fn drop(&mut self) {
+        if let (Some(p), Ok(mut h)) = (&self.held, HELD.lock())
+            && let Some(i) = h.iter().position(|x| x == p)
+        {
+            h.swap_remove(i);
+        }
     }
 }
 
@@ -391,6 +440,10 @@ fn check_header(path: &Path) -> Result<Header, LedgerError> {
         i32::from_be_bytes(b)
     };
     marker(path, be(68), be(60))?;
+    // The file format's read and write versions: 2 means WAL.
+    if header[18] == 2 || header[19] == 2 {
+        return Ok(Header::Wal);
+    }
     Ok(Header::Ours)
 }
 

@@ -413,6 +413,27 @@ fn a_state_file_belongs_to_one_endpoint() {
 }
 
 #[test]
+fn a_ledger_a_tool_put_in_wal_mode_is_converted_by_the_next_writer_only() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("s.db");
+    filled(&p, 2);
+    tamper(&p, "PRAGMA journal_mode = WAL;");
+    let before = std::fs::read(&p).unwrap();
+    let e = Ledger::open(&p, Mode::ReadOnly).err().unwrap();
+    assert!(matches!(e, LedgerError::NeedsRecovery { .. }), "{e:?}");
+    assert!(std::fs::read(&p).unwrap() == before);
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "no -wal, no -shm"
+    );
+    drop(Ledger::open(&p, Mode::ReadWrite).unwrap());
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    let s = Ledger::open(&p, Mode::ReadOnly).unwrap().stats().unwrap();
+    assert_eq!(s.entries, 400);
+}
+
+#[test]
 fn a_newer_format_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("s.db");

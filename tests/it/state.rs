@@ -469,3 +469,38 @@ fn a_ledger_of_the_earlier_redb_msgcapi_is_refused_with_the_way_forward() {
     }
     assert_eq!(std::fs::read(w.path("acme.db")).unwrap(), redb);
 }
+
+#[test]
+fn an_export_into_a_closed_pipe_is_a_normal_end() {
+    use std::io::{BufRead, BufReader};
+    let w = Workdir::new();
+    // A ledger bigger than a pipe's buffer, made by import (no send needed).
+    let mut csv = String::from(
+        "key,state,dataset_id,event_id,event_time,recorded_at,run_id,batch,fbtrace_id\n",
+    );
+    for i in 0..3000u32 {
+        csv.push_str(&format!(
+            "{:032x},acknowledged,1234567890,wamid.{i:020},2026-11-19T10:00:00Z,2026-11-19T10:05:00Z,run-1,{},FBTRACE\n",
+            u128::from(i) * 7919 + 1,
+            i / 500
+        ));
+    }
+    w.write("old.csv", &csv);
+    let i = w.run(&["state", "import", "--state", "s.sqlite", "old.csv"]);
+    assert_eq!(code(&i), 0, "{}", stderr(&i));
+    let mut child = w
+        .cmd(&["state", "export", "--state", "s.sqlite", "-"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("key,state,"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("state file"), "{}", stderr(&out));
+}
