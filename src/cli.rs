@@ -232,8 +232,11 @@ pub enum StateCmd {
         #[arg(long, default_value = "1d", value_name = "DURATION", value_parser = crate::time::parse_duration)]
         margin: i64,
     },
-    /// Export the ledger as CSV, one row per key: key, state, dataset_id, event_id, event_time,
-    /// recorded_at (when Meta answered), run_id, batch, fbtrace_id, endpoint
+    /// Export the ledger as CSV for audit, one row per key (FILE, or `-` for stdout)
+    ///
+    /// Columns: key, state, dataset_id, event_id, event_time, recorded_at (the wall clock at
+    /// which Meta answered, or the batch was recorded while in flight), run_id, batch,
+    /// fbtrace_id, endpoint. `state import` reads it back.
     Export {
         /// The state file (as given to `send --state`); opened read-only
         #[arg(long, value_name = "FILE")]
@@ -242,8 +245,12 @@ pub enum StateCmd {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Import a CSV that `state export` wrote (this msgcapi's, or the earlier redb-based one's)
-    /// into a new or empty state file
+    /// Import a CSV that `state export` wrote into a new or empty state file
+    ///
+    /// Reads this msgcapi's export and the earlier, redb-based msgcapi's (without the endpoint
+    /// column): the way to move a redb state file on. Rows are grouped back into their batch
+    /// records; acknowledged keys keep their trace id, in-flight keys stay in flight. The file
+    /// belongs to the endpoint the CSV names, else to that of its next `send`.
     Import {
         /// The state file to create or fill (it must hold no records yet)
         #[arg(long, value_name = "FILE")]

@@ -814,11 +814,12 @@ impl Ledger {
     /// with their trace id, in-flight keys stay in flight. The file takes the endpoint the CSV
     /// names, if it names one, else that of its next `send`. Returns the number of keys.
     pub fn import_csv(path: &Path, input: &mut dyn Read, name: &str) -> Result<u64, LedgerError> {
+        // The CSV first: a bad one leaves no new file behind.
+        let parsed = parse_export(input, name)?;
         let mut l = Ledger::open(path, Mode::ReadWrite)?;
         if !l.records.is_empty() {
             return Err(LedgerError::NotEmpty(path.to_path_buf()));
         }
-        let parsed = parse_export(input, name)?;
         if let Some(b) = &parsed.binding
             && let Some(file) = &l.binding
             && file != b

@@ -353,9 +353,11 @@ fn import_rebuilds_what_export_wrote() {
     assert!(matches!(e, LedgerError::NotEmpty(_)) && e.is_usage(), "{e}");
     // A malformed row names its line.
     let bad = first.replacen(",acknowledged,", ",maybe,", 1);
-    let e = Ledger::import_csv(&d.path().join("t.sqlite"), &mut bad.as_bytes(), "x.csv")
+    let t = d.path().join("t.sqlite");
+    let e = Ledger::import_csv(&t, &mut bad.as_bytes(), "x.csv")
         .err()
         .unwrap();
+    assert!(!t.exists(), "a bad CSV makes no state file");
     assert!(
         e.to_string().starts_with(
             "cannot import `x.csv`, line 2: `state` is `acknowledged` or `in_flight`; got `maybe`"
