@@ -541,7 +541,13 @@ fn create(path: &Path) -> Result<(), LedgerError> {
         let _ = std::fs::remove_file(&tmp);
         return Err(x);
     }
-    let linked = std::fs::hard_link(&tmp, path);
+    let linked = match std::fs::hard_link(&tmp, path) {
+        // A file system without hard links: a rename, unless the file appeared meanwhile.
+        Err(x) if x.kind() != std::io::ErrorKind::AlreadyExists && !path.exists() => {
+            std::fs::rename(&tmp, path)
+        }
+        other => other,
+    };
     let _ = std::fs::remove_file(&tmp);
     match linked {
         // Another run created it meanwhile: open that one (its lock decides who runs).
