@@ -230,20 +230,23 @@ pub struct StateArgs {
     pub cmd: StateCmd,
 }
 
+/// The `state` subcommands. The state file is SQLite, bound to the endpoint of its first `send`;
+/// `stats` and `export` only read it (read-only, and never while a `send` runs), `prune` and
+/// `import` write it. A damaged file is an error (exit 3), never read as empty.
 #[derive(Debug, Subcommand)]
 pub enum StateCmd {
-    /// Count entries per state and dataset
+    /// Count entries per state and dataset, and show the endpoint the file belongs to
     Stats {
-        /// The state file (as given to `send --state`)
+        /// The state file (as given to `send --state`); opened read-only
         #[arg(long, value_name = "FILE")]
         state: PathBuf,
-        /// Print JSON
+        /// Print JSON: endpoint, entries, acknowledged, in_flight, batches, by_dataset, ...
         #[arg(long)]
         json: bool,
     },
     /// Remove entries older than Meta's 7-day window plus a margin (never sendable again)
     Prune {
-        /// The state file (as given to `send --state`)
+        /// The state file (as given to `send --state`); locked while pruning
         #[arg(long, value_name = "FILE")]
         state: PathBuf,
         /// The clock: RFC 3339 or Unix seconds (default: now)
@@ -253,14 +256,32 @@ pub enum StateCmd {
         #[arg(long, default_value = "1d", value_name = "DURATION", value_parser = crate::time::parse_duration)]
         margin: i64,
     },
-    /// Export the ledger as CSV for audit (FILE, or `-` for stdout)
+    /// Export the ledger as CSV for audit, one row per key (FILE, or `-` for stdout)
+    ///
+    /// Columns: key, state, dataset_id, event_id, event_time, recorded_at (the wall clock at
+    /// which Meta answered, or the batch was recorded while in flight), run_id, batch,
+    /// fbtrace_id, endpoint. `state import` reads it back.
     Export {
-        /// The state file (as given to `send --state`)
+        /// The state file (as given to `send --state`); opened read-only
         #[arg(long, value_name = "FILE")]
         state: PathBuf,
         /// Where to write the CSV (created mode 0600), or `-` for stdout
         #[arg(value_name = "FILE")]
         file: PathBuf,
+    },
+    /// Import a CSV that `state export` wrote into a new or empty state file
+    ///
+    /// Reads this msgcapi's export and the earlier, redb-based msgcapi's (without the endpoint
+    /// column): the way to move a redb state file on. Rows are grouped back into their batch
+    /// records; acknowledged keys keep their trace id, in-flight keys stay in flight. The file
+    /// belongs to the endpoint the CSV names, else to that of its next `send`.
+    Import {
+        /// The state file to create or fill (it must hold no records yet)
+        #[arg(long, value_name = "FILE")]
+        state: PathBuf,
+        /// The exported CSV, or `-` for stdin
+        #[arg(value_name = "CSV")]
+        csv: PathBuf,
     },
 }
 

@@ -38,6 +38,8 @@ pub struct SendConfig {
     pub max_errors: Option<u64>,
     /// `--grace`: how long in-flight requests may finish after a stop.
     pub grace: Duration,
+    /// `--emulator`: the built-in emulator (a state file tells it apart from a real endpoint).
+    pub emulator: bool,
 }
 
 /// Everything a run needs, resolved from flags and the mapping.
@@ -236,6 +238,7 @@ pub fn send(
             },
             max_errors,
             grace,
+            emulator,
         })))
     })?;
     Ok((cfg, handle))

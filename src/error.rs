@@ -31,7 +31,8 @@ pub enum Error {
     /// An input cannot be opened or read (exit 3).
     #[error("{0}")]
     Input(String),
-    /// The state file cannot be used (exit 3).
+    /// The state file cannot be used (exit 3), or refuses what the command asks: another
+    /// endpoint, an import into a file with records (exit 2).
     #[error(transparent)]
     State(#[from] LedgerError),
     /// A report, payload, summary or export cannot be written (exit 3).
@@ -52,6 +53,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::Mapping(_) => exit::USAGE,
+            Error::State(e) if e.is_usage() => exit::USAGE,
             Error::Input(_)
             | Error::State(_)
             | Error::Output { .. }

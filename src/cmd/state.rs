@@ -1,4 +1,4 @@
-//! `msgcapi state stats|prune|export`: look into and maintain the state ledger.
+//! `msgcapi state stats|prune|export|import`: look into and maintain the state ledger.
 
 use std::io::Write;
 
@@ -31,6 +31,13 @@ pub fn run(args: StateArgs) -> Result<u8> {
                     s.in_flight,
                     s.file_bytes
                 ));
+                out.push_str(&match s.endpoint.as_deref() {
+                    Some("emulator") => {
+                        "endpoint: the built-in emulator (`send --emulator`)\n".to_string()
+                    }
+                    Some(e) => format!("endpoint: {e}\n"),
+                    None => "endpoint: none yet (the next `send` records its own)\n".to_string(),
+                });
                 if s.entries > 0 {
                     out.push_str(&format!(
                         "events from {} to {}\n",
@@ -60,18 +67,46 @@ pub fn run(args: StateArgs) -> Result<u8> {
                 return Err(LedgerError::Missing(state).into());
             }
             let l = Ledger::open_for_export(&state)?;
+            // A write that fails is the output's fault (a closed pipe is a normal end), not the
+            // state file's.
+            let written = |what: String| {
+                move |e: LedgerError| match e {
+                    LedgerError::Output(io) => Error::output(what, io),
+                    e => e.into(),
+                }
+            };
             let n = if file.as_os_str() == "-" {
-                l.export_csv(&mut std::io::stdout().lock())?
+                l.export_csv(&mut std::io::stdout().lock())
+                    .map_err(written("cannot write to stdout".into()))?
             } else {
                 let what = || format!("cannot write `{}`", file.display());
                 let f =
                     crate::report::create_private(&file).map_err(|e| Error::output(what(), e))?;
                 let mut f = std::io::BufWriter::new(f);
-                let n = l.export_csv(&mut f)?;
+                let n = l.export_csv(&mut f).map_err(written(what()))?;
                 f.flush().map_err(|e| Error::output(what(), e))?;
                 n
             };
-            eprintln!("exported {n} entries");
+            let endpoint = match l.binding() {
+                Some(b) => format!(" of {b}"),
+                None => String::new(),
+            };
+            eprintln!("exported {n} entries{endpoint}");
+            Ok(exit::OK)
+        }
+        StateCmd::Import { state, csv } => {
+            let name = csv.display().to_string();
+            let n = if csv.as_os_str() == "-" {
+                Ledger::import_csv(&state, &mut std::io::stdin().lock(), "-")?
+            } else {
+                let f = std::fs::File::open(&csv)
+                    .map_err(|e| Error::Input(format!("cannot read `{name}`: {e}")))?;
+                Ledger::import_csv(&state, &mut std::io::BufReader::new(f), &name)?
+            };
+            eprintln!(
+                "imported {n} entries into `{}`; it takes the endpoint of its next `send` unless the CSV named one",
+                state.display()
+            );
             Ok(exit::OK)
         }
     }

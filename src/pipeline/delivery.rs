@@ -272,7 +272,7 @@ impl Delivery {
                         })
                     })
                     .collect();
-                if let Err(e) = l.mark_in_flight(&self.run_id, batch.id, self.now, &keys) {
+                if let Err(e) = l.mark_in_flight(&self.run_id, batch.id, &keys) {
                     end.stop(Stop::StateUnwritable(format!(
                         "cannot record the batch in the state file: {e}"
                     )));
@@ -415,7 +415,6 @@ impl Delivery {
             if let Err(e) = l.settle_batch(
                 &self.run_id,
                 *batch,
-                self.now,
                 s.fbtrace_id.as_deref(),
                 &s.unknown,
                 &s.released,

@@ -211,11 +211,11 @@ fn open_ledger(cfg: &RunConfig) -> Result<Option<Ledger>> {
     let Some(p) = &cfg.state else {
         return Ok(None);
     };
-    let mode = match cfg.mode {
-        Mode::Send(_) => ledger::Mode::ReadWrite,
-        Mode::Validate => ledger::Mode::ReadOnly,
-    };
-    Ok(Some(Ledger::open(p, mode)?))
+    // `send` checks the file's endpoint binding (or records its own) before any row is read.
+    Ok(Some(match &cfg.mode {
+        Mode::Send(s) => Ledger::open_to_send(p, &s.sink.endpoint, s.emulator)?,
+        Mode::Validate => Ledger::open(p, ledger::Mode::ReadOnly)?,
+    }))
 }
 
 fn payload_dir(cfg: &RunConfig) -> Result<Option<Payloads>> {

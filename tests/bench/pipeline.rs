@@ -301,7 +301,7 @@ fn main() {
             let r = best_of_three(|n| {
                 let record = d.join(format!("rec-{with_state}-{n}.jsonl"));
                 let emu = Emulator::start(&[], &record);
-                let state = d.join("state.redb");
+                let state = d.join("state.sqlite");
                 let _ = std::fs::remove_file(&state);
                 let mut args = vec![
                     "send",

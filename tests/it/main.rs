@@ -7,6 +7,7 @@ mod clients;
 mod emulator;
 mod errors;
 mod hostile;
+mod ledger_damage;
 mod props;
 mod send;
 mod state;
