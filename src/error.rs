@@ -17,6 +17,9 @@ pub mod exit {
     pub const ABORTED: u8 = 3;
     /// Interrupted (SIGINT/SIGTERM); the report is complete.
     pub const INTERRUPTED: u8 = 130;
+    /// The report went to stdout and its reader closed it (`| head`): nothing more was read or
+    /// sent. 128 + SIGPIPE, what a shell reports for a writer a closed pipe stopped.
+    pub const REPORT_CLOSED: u8 = 141;
 }
 
 /// Why a command stopped before it could report its rows.

@@ -246,12 +246,7 @@ trait Store {
 /// Runs a storage call that might panic on a damaged file and turns the panic into an error:
 /// nothing a file holds may abort a run. (SQLite reports damage as errors; this is a backstop.)
 fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, LedgerError>) -> Result<T, LedgerError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        let why = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "the database library gave up on it".into());
+    crate::panic::guarded(f).unwrap_or_else(|why| {
         Err(LedgerError::Corrupt {
             path: path.to_path_buf(),
             why,

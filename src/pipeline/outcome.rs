@@ -253,7 +253,7 @@ impl Stop {
             Stop::OutputUnwritable(_) => {
                 "not sent: the run stopped: the report cannot be written".into()
             }
-            Stop::ReportClosed => "not sent: the report's reader closed it".into(),
+            Stop::ReportClosed => "not sent: the report's reader closed stdout".into(),
             Stop::Outage {
                 host,
                 lasted,
@@ -334,7 +334,7 @@ impl RunEnd {
     pub fn exit_code(&self, problems: u64) -> u8 {
         match (&self.stop, &self.unread) {
             (Some(Stop::Interrupted), _) => exit::INTERRUPTED,
-            (Some(Stop::ReportClosed), _) => exit::OK,
+            (Some(Stop::ReportClosed), _) => exit::REPORT_CLOSED,
             (None | Some(Stop::MaxErrors(_)), None) if problems > 0 => exit::ROWS,
             (None | Some(Stop::MaxErrors(_)), None) => exit::OK,
             _ => exit::ABORTED,
@@ -364,7 +364,8 @@ impl RunEnd {
             (Some(Stop::OutputUnwritable(_)), _) => "output",
             (Some(Stop::SenderLost), _) => "internal",
             (Some(Stop::Unreadable(_)), _) => "input",
-            (None | Some(Stop::MaxErrors(_)) | Some(Stop::ReportClosed), None) => return None,
+            (Some(Stop::ReportClosed), _) => "report_closed",
+            (None | Some(Stop::MaxErrors(_)), None) => return None,
         };
         let message = self
             .errors()

@@ -215,7 +215,7 @@ pub struct Ending {
     pub stopped: Option<String>,
     /// A stop that is not an error (Ctrl-C, `--max-errors`), for the paragraph.
     pub stop_line: Option<String>,
-    /// Nothing to tell: the report's reader closed stdout.
+    /// The report's reader closed stdout: one line instead of the paragraph.
     pub silent: bool,
 }
 
@@ -227,6 +227,13 @@ pub fn tell(info: &RunInfo<'_>, s: &Summary, end: &Ending, elapsed: Duration) ->
             .map_err(|e| Error::output(format!("cannot write `{}`", p.display()), e))?;
     }
     if end.silent {
+        // No paragraph into a pipeline that is going away; one line says why the run is short.
+        if !info.quiet {
+            eprintln!(
+                "msgcapi: the report's reader closed stdout: nothing more was read or sent (exit {})",
+                end.exit_code
+            );
+        }
         return Ok(());
     }
     use crate::secret::scrub;

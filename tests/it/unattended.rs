@@ -455,3 +455,80 @@ fn long_runs_are_visible_in_logs() {
         );
     }
 }
+
+/// A reader that goes away (`| head -1`) is a normal end: no panic, no blame. A run whose
+/// report it cut short says so and exits 141, never 0 (it did not read all its input); `state`
+/// commands end normally.
+#[test]
+fn a_closed_stdout_is_a_normal_end() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let w = Workdir::new();
+    w.copy("mappings/mixed.yaml");
+    w.write("in.csv", &one_dataset(&valid_csv(30_000, "pipe")));
+    let emu = Emulator::builder(&w).record().start();
+    // Reads the first line of stdout, then closes it: what `| head -1` does.
+    let first_line_then_close = |args: &[&str]| {
+        let mut child = w
+            .cmd(args)
+            .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (line, out)
+    };
+    let send = [
+        "send",
+        "--mapping",
+        "mixed.yaml",
+        "--now",
+        NOW,
+        "--endpoint",
+        &emu.url,
+        "--state",
+        "state.db",
+        "--report",
+        "-",
+        "--summary-json",
+        "summary.json",
+        "in.csv",
+    ];
+    let (line, out) = first_line_then_close(&send);
+    assert!(line.starts_with("file,row,line,status"), "{line}");
+    assert_eq!(code(&out), 141, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("closed stdout"), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("state"), "{err}");
+    assert_eq!(summary(&w)["error"]["kind"], "report_closed");
+    let sent = recorded_ids(&w.path("rec.jsonl")).len();
+    assert!(sent < 30_000, "it stopped sending: {sent}");
+
+    for args in [
+        &["state", "stats", "--state", "state.db"][..],
+        &["state", "stats", "--json", "--state", "state.db"][..],
+        &["state", "export", "--state", "state.db", "-"][..],
+    ] {
+        for _ in 0..3 {
+            let (line, out) = first_line_then_close(args);
+            assert!(!line.is_empty(), "{args:?}");
+            assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+            assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+        }
+    }
+    let (_, out) = first_line_then_close(&[
+        "validate",
+        "--mapping",
+        "mixed.yaml",
+        "--now",
+        NOW,
+        "in.csv",
+    ]);
+    assert_eq!(code(&out), 141, "{}", stderr(&out));
+}
