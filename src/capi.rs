@@ -68,6 +68,11 @@ impl Channel {
     }
 
     /// The `user_data` ids this channel requires (all unhashed).
+    /// The business account whose dataset the channel's events go to (`dataset_id: auto`).
+    pub fn account_field(self) -> UserField {
+        self.required_ids()[0]
+    }
+
     pub fn required_ids(self) -> [UserField; 2] {
         match self {
             Channel::Whatsapp => [UserField::WabaId, UserField::CtwaClid],

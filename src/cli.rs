@@ -116,6 +116,12 @@ pub struct RunArgs {
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = duration_arg)]
     pub progress_every: Duration,
 
+    /// Take only shard K of N (`0/3`, `1/3`, `2/3`): the rows whose dataset (with
+    /// `dataset_id: auto`, whose business account) falls in shard K; the other rows are read,
+    /// not reported. The N shards' reports together hold every row once
+    #[arg(long, value_name = "K/N", value_parser = shard_arg)]
+    pub shard: Option<crate::config::Shard>,
+
     /// No summary on stderr, no progress (errors are still printed)
     #[arg(long, short)]
     pub quiet: bool,
@@ -126,7 +132,7 @@ pub struct RunArgs {
 }
 
 /// The endpoint and credentials, shared by `send` and `dataset`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct GraphArgs {
     /// Graph API version
     #[arg(long, default_value = "v24.0", value_name = "VERSION")]
@@ -161,11 +167,41 @@ pub struct SendArgs {
     #[arg(long, conflicts_with = "endpoint")]
     pub emulator: bool,
 
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+
+    /// With `dataset_id: auto`: create the dataset of an account that has none (POST); without
+    /// it, such an account's rows are `not_attempted`
+    #[arg(long)]
+    pub create_datasets: bool,
+
+    /// With `dataset_id: auto` and `--state`: how long an account's dataset, once found, is
+    /// used without asking again (`24h`, `7d`, `0` asks every run)
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = duration_arg)]
+    pub dataset_cache_ttl: Duration,
+
+    /// Stop the run after N rows failed or unknown (the rest: not_attempted)
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<u64>,
+
+    /// Resend rows that an earlier, killed run sent without getting an answer (may double count)
+    #[arg(long)]
+    pub resend_unknown: bool,
+
+    /// Seconds in-flight requests may take to finish after Ctrl-C or a fatal error
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = seconds_arg)]
+    pub grace: Duration,
+}
+
+/// How requests go out: shared by `send` and `dataset`.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct DeliveryArgs {
     /// Requests in flight at most
     #[arg(long, default_value = "4", value_name = "N")]
     pub concurrency: NonZeroUsize,
 
-    /// Requests per second per dataset, retries included (default: unlimited)
+    /// Requests per second per dataset (per account for Dataset API lookups), retries included
+    /// (default: unlimited)
     #[arg(long, value_name = "R")]
     pub rate: Option<NonZeroU32>,
 
@@ -186,23 +222,11 @@ pub struct SendArgs {
     /// the run stops (exit 3); meanwhile the whole run pauses and probes with backoff
     #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = duration_arg)]
     pub max_outage: Duration,
-
-    /// Stop the run after N rows failed or unknown (the rest: not_attempted)
-    #[arg(long, value_name = "N")]
-    pub max_errors: Option<u64>,
-
-    /// Resend rows that an earlier, killed run sent without getting an answer (may double count)
-    #[arg(long)]
-    pub resend_unknown: bool,
-
-    /// Seconds in-flight requests may take to finish after Ctrl-C or a fatal error
-    #[arg(long, default_value = "10", value_name = "SECS", value_parser = seconds_arg)]
-    pub grace: Duration,
 }
 
 /// `msgcapi dataset`
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("owner").required(true).args(["page_id", "waba_id", "ig_user_id"])))]
+#[command(group(clap::ArgGroup::new("owner").required(true).args(["page_id", "waba_id", "ig_user_id", "accounts"])))]
 pub struct DatasetArgs {
     /// Facebook Page id (Messenger)
     #[arg(long, value_name = "ID")]
@@ -213,14 +237,20 @@ pub struct DatasetArgs {
     /// Instagram professional account id
     #[arg(long, value_name = "ID")]
     pub ig_user_id: Option<String>,
+    /// Many accounts: a CSV file with columns `channel,account_id` (`-` reads stdin); prints
+    /// `channel,account_id,dataset_id,status,error` for every line
+    #[arg(long, value_name = "FILE")]
+    pub accounts: Option<PathBuf>,
     /// Create the dataset if there is none (POST); default only looks it up (GET)
     #[arg(long)]
     pub create: bool,
-    /// Print JSON for scripts
-    #[arg(long)]
+    /// Print JSON for scripts (one account)
+    #[arg(long, conflicts_with = "accounts")]
     pub json: bool,
     #[command(flatten)]
     pub graph: GraphArgs,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
 }
 
 /// `msgcapi state ...`
@@ -393,6 +423,10 @@ pub fn summary_json_in_argv() -> (Option<PathBuf>, &'static str) {
 }
 
 /// `--expiry-margin`: a duration under Meta's 7 days, in seconds.
+fn shard_arg(s: &str) -> Result<crate::config::Shard, String> {
+    crate::config::Shard::parse(s)
+}
+
 fn expiry_margin(s: &str) -> Result<i64, String> {
     let secs = crate::time::parse_duration(s)?;
     if secs >= crate::capi::MAX_AGE_SECS {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crate::cli::{GraphArgs, RunArgs, SendArgs};
+use crate::cli::{DeliveryArgs, GraphArgs, RunArgs, SendArgs};
 use crate::error::{Error, Result};
 use crate::event::Rules;
 use crate::mapping::Plan;
@@ -40,6 +40,45 @@ pub struct SendConfig {
     pub grace: Duration,
     /// `--emulator`: the built-in emulator (a state file tells it apart from a real endpoint).
     pub emulator: bool,
+    /// `--create-datasets`: with `dataset_id: auto`, create an account's missing dataset.
+    pub create_datasets: bool,
+    /// `--dataset-cache-ttl`: how long a dataset found for an account is used without asking.
+    pub dataset_cache_ttl: Duration,
+}
+
+/// `--shard K/N`: this run takes the rows whose dataset id (with `dataset_id: auto`, whose
+/// business account id) falls in shard K of N: `xxh3_64(text) % N == K`, xxh3 with seed 0 over
+/// the id's text as the report shows it. Rows without one (an invalid row) hash the empty text.
+/// Stable across runs, machines and releases: a shard rerun takes the same rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: std::num::NonZeroU32,
+}
+
+impl Shard {
+    pub fn parse(s: &str) -> std::result::Result<Shard, String> {
+        let bad = || format!("`{s}` is not a shard; expected K/N with 0 <= K < N, e.g. `0/3`");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: u32 = k.trim().parse().map_err(|_| bad())?;
+        let count: std::num::NonZeroU32 = n.trim().parse().map_err(|_| bad())?;
+        if index >= count.get() {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Does this shard take the rows of `id` (a dataset or account id)?
+    pub fn takes(&self, id: &str) -> bool {
+        xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % u64::from(self.count.get())
+            == u64::from(self.index)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// Everything a run needs, resolved from flags and the mapping.
@@ -66,6 +105,8 @@ pub struct RunConfig {
     /// Set by SIGINT/SIGTERM; the run drains and reports every row.
     pub interrupted: Arc<AtomicBool>,
     pub run_id: String,
+    /// `--shard K/N`.
+    pub shard: Option<Shard>,
 }
 
 impl RunConfig {
@@ -95,6 +136,7 @@ impl RunConfig {
             strict_keys,
             progress,
             progress_every,
+            shard,
             quiet,
             inputs,
         } = args;
@@ -138,6 +180,7 @@ impl RunConfig {
             state,
             resend_unknown,
             interrupted,
+            shard,
             run_id: crate::time::run_id(),
         })
     }
@@ -163,6 +206,39 @@ pub fn credentials(graph: &GraphArgs) -> Result<Auth> {
     })
 }
 
+/// The sender's settings, from the flags that say how requests go out.
+pub fn sink_config(
+    endpoint: Endpoint,
+    graph: GraphArgs,
+    auth: Auth,
+    delivery: &DeliveryArgs,
+    plan: Option<&Plan>,
+    test_event_code: Option<String>,
+) -> SinkConfig {
+    let DeliveryArgs {
+        concurrency,
+        rate,
+        max_retries,
+        backoff_base_ms,
+        max_retry_time,
+        max_outage,
+    } = *delivery;
+    SinkConfig {
+        endpoint,
+        api_version: graph.api_version,
+        auth,
+        partner_agent: plan.and_then(|p| p.partner_agent.clone()),
+        test_event_code,
+        concurrency,
+        rate,
+        timeout: graph.timeout,
+        max_retries,
+        backoff_base: Duration::from_millis(backoff_base_ms),
+        max_retry_time,
+        max_outage,
+    }
+}
+
 /// `--endpoint`, checked (https, or http to loopback).
 pub fn endpoint(graph: &GraphArgs) -> Result<Endpoint> {
     Endpoint::parse(&graph.endpoint).map_err(Error::Usage)
@@ -184,12 +260,9 @@ pub fn send(
         run,
         graph,
         emulator,
-        concurrency,
-        rate,
-        max_retries,
-        backoff_base_ms,
-        max_retry_time,
-        max_outage,
+        delivery,
+        create_datasets,
+        dataset_cache_ttl,
         max_errors,
         resend_unknown,
         grace,
@@ -222,23 +295,19 @@ pub fn send(
             )));
         }
         Ok(Mode::Send(Box::new(SendConfig {
-            sink: SinkConfig {
+            sink: sink_config(
                 endpoint,
-                api_version: graph.api_version,
+                graph,
                 auth,
-                partner_agent: plan.partner_agent.clone(),
+                &delivery,
+                Some(plan),
                 test_event_code,
-                concurrency,
-                rate,
-                timeout: graph.timeout,
-                max_retries,
-                backoff_base: Duration::from_millis(backoff_base_ms),
-                max_retry_time,
-                max_outage,
-            },
+            ),
             max_errors,
             grace,
             emulator,
+            create_datasets,
+            dataset_cache_ttl,
         })))
     })?;
     Ok((cfg, handle))

@@ -77,6 +77,24 @@ pub fn positive_seconds_arg(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A duration as the flags write it: `30m`, `90s`, `2h`, `1h30m`.
+pub fn flag_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, 0) => format!("{m}m"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, 0) => format!("{h}h{m}m"),
+        _ => format!("{s}s"),
+    }
+}
+
+/// The wall clock in Unix seconds (`--now` pins the event window, not this: the ledger's
+/// timestamps and cache ages are real time).
+pub fn wall_clock() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
 /// The clock, in Unix seconds, unless `--now` pinned it.
 pub fn now_or_clock(now: Option<i64>) -> i64 {
     now.unwrap_or_else(|| chrono::Utc::now().timestamp())

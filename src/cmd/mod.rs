@@ -66,3 +66,12 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
         });
     flag
 }
+
+/// Writes to stdout; a closed pipe is an error the caller treats as a normal end.
+pub fn stdout(text: &str) -> crate::error::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| crate::error::Error::output("cannot write to stdout", e))
+}

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use super::stdout;
 use crate::cli::{StateArgs, StateCmd};
 use crate::error::{Error, Result, exit};
 use crate::ledger::{Ledger, LedgerError, Mode};
@@ -110,12 +111,4 @@ pub fn run(args: StateArgs) -> Result<u8> {
             Ok(exit::OK)
         }
     }
-}
-
-/// Writes to stdout; a closed pipe is an error the caller treats as a normal end.
-fn stdout(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| Error::output("cannot write to stdout", e))
 }

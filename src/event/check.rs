@@ -13,8 +13,9 @@ use super::Rules;
 use super::number::parse_number;
 use super::pii::{check_pii, hash_pii, with_country_code};
 use super::time::parse_time;
+use super::{AccountDatasets, Lookup};
 use crate::capi::{self, Channel, PiiKind, UserField};
-use crate::mapping::{Field, Plan, Src, ValueType};
+use crate::mapping::{DatasetSource, Field, Plan, Src, ValueType};
 
 /// A custom_data value after its type check.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +40,10 @@ pub struct Custom<'a> {
 #[derive(Debug, Default)]
 pub struct Checked<'a> {
     pub dataset_id: Option<Cow<'a, str>>,
+    /// `dataset_id: auto`: the row's business account (its channel's account id).
+    pub account: Option<Cow<'a, str>>,
+    /// `dataset_id: auto`: the account's dataset has not been asked for yet.
+    pub pending: bool,
     pub channel: Option<Channel>,
     /// The channel text as resolved (shown in the report when it is not a channel).
     pub channel_text: Option<Cow<'a, str>>,
@@ -103,15 +108,22 @@ impl<'a> Checked<'a> {
 }
 
 /// Checks one row. `cell(i)` returns projected column `i` of the row.
-pub fn check<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a str) -> Checked<'a> {
+pub fn check<'a>(
+    plan: &'a Plan,
+    rules: &Rules,
+    accounts: &'a dyn AccountDatasets,
+    cell: impl Fn(usize) -> &'a str,
+) -> Checked<'a> {
     let mut c = Checked::default();
 
-    c.dataset_id = c.required(&plan.dataset_id, &cell, "dataset_id");
-    if let Some(d) = c.dataset_id.as_deref()
-        && !capi::is_graph_id(d)
-    {
-        let m = format!("dataset_id `{d}` is not a dataset id (digits)");
-        push(&mut c.problems, m);
+    if let DatasetSource::Field(f) = &plan.dataset_id {
+        c.dataset_id = c.required(f, &cell, "dataset_id");
+        if let Some(d) = c.dataset_id.as_deref()
+            && !capi::is_graph_id(d)
+        {
+            let m = format!("dataset_id `{d}` is not a dataset id (digits)");
+            push(&mut c.problems, m);
+        }
     }
 
     c.channel_text = c.required(&plan.channel, &cell, "channel");
@@ -170,6 +182,9 @@ pub fn check<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a str)
     }
 
     user_data(plan, rules, &cell, &mut c);
+    if plan.dataset_id.is_auto() {
+        account_dataset(accounts, &mut c);
+    }
     custom_data(plan, &cell, &mut c);
 
     if let Some(f) = &plan.opt_out
@@ -184,6 +199,20 @@ pub fn check<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a str)
         }
     }
     c
+}
+
+/// `dataset_id: auto`: the dataset of the row's account, when the run knows it.
+fn account_dataset<'a>(accounts: &'a dyn AccountDatasets, c: &mut Checked<'a>) {
+    let Some(ch) = c.channel else { return };
+    let Some(account) = c.user[ch.account_field().index()].clone() else {
+        return;
+    };
+    match accounts.dataset(ch, &account) {
+        Lookup::Known(d) => c.dataset_id = Some(Cow::Borrowed(d)),
+        Lookup::Unknown => {}
+        Lookup::Pending => c.pending = true,
+    }
+    c.account = Some(account);
 }
 
 /// This channel's ids (required, sent as they are) and contact fields (normalized, and hashed

@@ -14,7 +14,13 @@ pub fn dedup_key<'p>(
     channel: &str,
     event_name: &str,
 ) -> Result<u128, &'p str> {
-    let dataset_id = c.dataset_id.as_deref().unwrap_or_default();
+    // With `dataset_id: auto` and the dataset not known (offline), keyed within the account.
+    let scope: std::borrow::Cow<'_, str> = match (&c.dataset_id, &c.account) {
+        (Some(d), _) => std::borrow::Cow::Borrowed(d),
+        (None, Some(a)) => std::borrow::Cow::Owned(format!("auto-{a}")),
+        (None, None) => std::borrow::Cow::Borrowed(""),
+    };
+    let dataset_id: &str = &scope;
     let mut h = KeyHasher::new(dataset_id);
     let mut digits = [0u8; 20];
     for p in &plan.dedup_key {

@@ -41,6 +41,36 @@ pub enum Verdict {
     Valid,
     Invalid,
     Expired,
+    /// Valid, but its account's dataset is not known yet (`dataset_id: auto`): no key, no JSON.
+    /// The mapper asks for the dataset, then maps the row again.
+    Unresolved,
+}
+
+/// What a run knows of business accounts' datasets (`dataset_id: auto`). Filled by the
+/// pipeline (the Dataset API, the ledger's cache); read here without I/O.
+pub trait AccountDatasets: Sync {
+    /// The dataset of `account` (the channel's account id) on `channel`, as far as known.
+    fn dataset(&self, channel: Channel, account: &str) -> Lookup<'_>;
+}
+
+/// An account's dataset, as far as the run knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    Known(&'a str),
+    /// Known not to be known: offline (`validate` without a cached dataset), or the account has
+    /// none or was refused. The event is keyed within its account (`auto-{account}`).
+    Unknown,
+    /// Not asked yet: the row comes back [`Verdict::Unresolved`].
+    Pending,
+}
+
+/// For mappings with a dataset id or column: no account is ever looked up.
+pub struct NoAccounts;
+
+impl AccountDatasets for NoAccounts {
+    fn dataset(&self, _: Channel, _: &str) -> Lookup<'_> {
+        Lookup::Unknown
+    }
 }
 
 /// Who an event is: the report's identity columns. Filled as far as the row allows, for
@@ -68,6 +98,9 @@ pub struct Mapped {
     pub key: Option<u128>,
     /// The event as a JSON object; `Some` exactly when valid and payloads are wanted.
     pub json: Option<Box<str>>,
+    /// `dataset_id: auto` only: the business account (the channel's account id), when the row
+    /// names a channel and its account.
+    pub account: Option<Box<str>>,
 }
 
 impl Mapped {
@@ -79,17 +112,30 @@ impl Mapped {
             identity: Identity::default(),
             key: None,
             json: None,
+            account: None,
         }
     }
 }
 
 /// Maps and validates one row. `cell(i)` returns projected column `i` of the row.
 pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a str) -> Mapped {
-    let mut c = check::check(plan, rules, cell);
+    map_row_in(plan, rules, &NoAccounts, cell)
+}
+
+/// [`map_row`] for a mapping with `dataset_id: auto`: `accounts` knows the datasets.
+pub fn map_row_in<'a>(
+    plan: &'a Plan,
+    rules: &Rules,
+    accounts: &'a dyn AccountDatasets,
+    cell: impl Fn(usize) -> &'a str,
+) -> Mapped {
+    let mut c = check::check(plan, rules, accounts, cell);
     let mut verdict = if !c.problems.is_empty() {
         Verdict::Invalid
     } else if c.expired {
         Verdict::Expired
+    } else if c.pending {
+        Verdict::Unresolved
     } else {
         Verdict::Valid
     };
@@ -145,6 +191,7 @@ pub fn map_row<'a>(plan: &'a Plan, rules: &Rules, cell: impl Fn(usize) -> &'a st
         identity,
         key,
         json,
+        account: c.account.map(|a| a.into()),
     }
 }
 

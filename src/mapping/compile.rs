@@ -9,7 +9,9 @@ use std::path::Path;
 use serde_saphyr::{Location, Spanned};
 
 use super::raw;
-use super::{Field, KeyPart, MappingError, Plan, Src, TimeFormat, TimeSpec, ValueType};
+use super::{
+    DatasetSource, Field, KeyPart, MappingError, Plan, Src, TimeFormat, TimeSpec, ValueType,
+};
 use crate::capi::{self, Channel, CustomKind, UserField};
 
 pub(super) fn compile(
@@ -342,7 +344,12 @@ impl Compiler<'_> {
         }
     }
 
-    fn dataset_id(&mut self, v: &Spanned<raw::Value>) -> Result<Field, MappingError> {
+    fn dataset_id(&mut self, v: &Spanned<raw::Value>) -> Result<DatasetSource, MappingError> {
+        if let raw::Value::Constant(c) = &v.value
+            && c == "auto"
+        {
+            return Ok(DatasetSource::Auto);
+        }
         let f = self.plain("dataset_id", "dataset_id", v, ValueType::String)?;
         if let Src::Constant(id) = &f.src
             && !capi::is_graph_id(id)
@@ -351,12 +358,12 @@ impl Compiler<'_> {
                 v.referenced,
                 "dataset_id",
                 format!(
-                    "`{id}` is not a dataset id; expected digits, e.g. `dataset_id: \"1234567890\"`"
+                    "`{id}` is not a dataset id; expected digits, e.g. `dataset_id: \"1234567890\"`, or `auto`"
                 ),
-                Some("`msgcapi dataset --page-id ID` prints the dataset id of a page".into()),
+                Some("`auto` finds each row's dataset from its business account; `msgcapi dataset --page-id ID` prints the dataset id of a page".into()),
             ));
         }
-        Ok(f)
+        Ok(DatasetSource::Field(f))
     }
 
     fn channel(&mut self, v: &Spanned<raw::Value>) -> Result<Field, MappingError> {

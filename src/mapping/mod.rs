@@ -63,6 +63,23 @@ pub struct Field {
     pub decimal_comma: bool,
 }
 
+/// Where an event's dataset comes from.
+#[derive(Debug, Clone)]
+pub enum DatasetSource {
+    /// A constant, a column or an environment variable.
+    Field(Field),
+    /// `dataset_id: auto`: the dataset of the row's business account (its channel's account id:
+    /// `whatsapp_business_account_id`, `page_id` or `instagram_business_account_id`), found with
+    /// the Dataset API.
+    Auto,
+}
+
+impl DatasetSource {
+    pub fn is_auto(&self) -> bool {
+        matches!(self, DatasetSource::Auto)
+    }
+}
+
 /// How `event_time` text is parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TimeFormat {
@@ -122,7 +139,7 @@ pub struct Plan {
     pub file: PathBuf,
     /// Input columns the plan reads, in the order readers must project them.
     pub columns: Vec<String>,
-    pub dataset_id: Field,
+    pub dataset_id: DatasetSource,
     pub partner_agent: Option<String>,
     pub channel: Field,
     pub event_name: Field,
@@ -198,17 +215,17 @@ impl Plan {
     /// The field whose constant value is `secret`, if any (an environment variable a mapping
     /// reads may hold the token under another name).
     pub fn holds(&self, secret: &str) -> Option<&str> {
-        let fields = [
-            &self.dataset_id,
-            &self.channel,
-            &self.event_name,
-            &self.event_time.field,
-        ]
-        .into_iter()
-        .chain(&self.event_id)
-        .chain(self.user_data.iter().map(|(_, f)| f))
-        .chain(&self.custom_data)
-        .chain(&self.opt_out);
+        let dataset = match &self.dataset_id {
+            DatasetSource::Field(f) => Some(f),
+            DatasetSource::Auto => None,
+        };
+        let fields = [&self.channel, &self.event_name, &self.event_time.field]
+            .into_iter()
+            .chain(dataset)
+            .chain(&self.event_id)
+            .chain(self.user_data.iter().map(|(_, f)| f))
+            .chain(&self.custom_data)
+            .chain(&self.opt_out);
         fields
             .filter(|f| match &f.src {
                 Src::Constant(c) => c == secret,

@@ -81,7 +81,10 @@ fn env_source_is_resolved_once() {
     );
     let env = |v: &str| (v == "MSGCAPI_DATASET_ID").then(|| "555".to_string());
     let p = Plan::compile(Path::new("m.yaml"), &text, &env).unwrap();
-    assert_eq!(p.dataset_id.src, Src::Constant("555".into()));
+    let DatasetSource::Field(d) = &p.dataset_id else {
+        panic!("a dataset id field")
+    };
+    assert_eq!(d.src, Src::Constant("555".into()));
     insta::assert_snapshot!(err(&text), @r"
     m.yaml:1:13: `dataset_id.env`: environment variable `MSGCAPI_DATASET_ID` is not set
       hint: export MSGCAPI_DATASET_ID=... before running, or use a constant

@@ -1,10 +1,12 @@
 //! PURE: whether a mapped row goes on to be sent, or what it is instead: invalid or expired (its
 //! verdict), a duplicate within the run (first seen wins: dedup runs on the mapper thread, in
 //! input order), already sent or of unknown outcome in an earlier run (the ledger), or not sent
-//! because the run stopped or its dataset was cut off. In that order.
+//! because the run stopped, its dataset was cut off or (`dataset_id: auto`) its account has no
+//! dataset. In that order.
 
 use std::collections::HashMap;
 
+use super::accounts::Unplaced;
 use super::outcome::{Outcome, Stop};
 use crate::event::Verdict;
 use crate::ledger::{Entry, EntryState};
@@ -39,12 +41,14 @@ pub struct Gate<'a> {
 /// Admits a row: its verdict, dataset and dedup key from mapping, the earlier row of the run
 /// with the same key (`first_seen`, from dedup), and what the ledger knows of the key
 /// (`earlier`).
+#[allow(clippy::too_many_arguments)]
 pub fn admit<'a>(
     verdict: Verdict,
     dataset: &str,
     key: Option<u128>,
     first_seen: Option<u64>,
     earlier: Option<&'a Entry>,
+    unplaced: Option<&'a Unplaced>,
     gate: Gate<'a>,
 ) -> Admission<'a> {
     if !gate.sending && gate.stop.is_some() {
@@ -54,6 +58,7 @@ pub fn admit<'a>(
     if key.is_none() {
         return Admission::Settle(match verdict {
             Verdict::Expired => Outcome::Expired,
+            Verdict::Unresolved => Outcome::Unplaced(None),
             Verdict::Invalid | Verdict::Valid => Outcome::Invalid,
         });
     }
@@ -74,6 +79,9 @@ pub fn admit<'a>(
         && let Some(error) = gate.cut.get(dataset)
     {
         return Admission::Settle(Outcome::CutOff(error));
+    }
+    if let Some(u) = unplaced {
+        return Admission::Settle(Outcome::Unplaced(Some(u)));
     }
     if gate.payloads {
         Admission::Batch
@@ -123,11 +131,11 @@ mod tests {
     fn verdicts_without_a_key_settle_as_they_are() {
         let g = gate(true, None);
         assert_eq!(
-            name(&admit(Verdict::Invalid, "1", None, None, None, g)),
+            name(&admit(Verdict::Invalid, "1", None, None, None, None, g)),
             "Invalid"
         );
         assert_eq!(
-            name(&admit(Verdict::Expired, "1", None, None, None, g)),
+            name(&admit(Verdict::Expired, "1", None, None, None, None, g)),
             "Expired"
         );
     }
@@ -136,26 +144,26 @@ mod tests {
     fn first_seen_wins_then_the_ledger_decides_then_the_stop() {
         let g = gate(true, None);
         assert!(matches!(
-            admit(Verdict::Valid, "1", Some(7), None, None, g),
+            admit(Verdict::Valid, "1", Some(7), None, None, None, g),
             Admission::Batch
         ));
         assert!(matches!(
-            admit(Verdict::Valid, "1", Some(7), Some(0), None, g),
+            admit(Verdict::Valid, "1", Some(7), Some(0), None, None, g),
             Admission::Settle(Outcome::Duplicate { first: 0 })
         ));
         // A duplicate is a duplicate even when the ledger knows the key.
         let acked = entry(EntryState::Acknowledged);
         assert!(matches!(
-            admit(Verdict::Valid, "1", Some(7), Some(0), Some(&acked), g),
+            admit(Verdict::Valid, "1", Some(7), Some(0), Some(&acked), None, g),
             Admission::Settle(Outcome::Duplicate { first: 0 })
         ));
         assert!(matches!(
-            admit(Verdict::Valid, "1", Some(8), None, Some(&acked), g),
+            admit(Verdict::Valid, "1", Some(8), None, Some(&acked), None, g),
             Admission::Settle(Outcome::AlreadySent(_))
         ));
         let unknown = entry(EntryState::InFlight);
         assert!(matches!(
-            admit(Verdict::Valid, "1", Some(9), None, Some(&unknown), g),
+            admit(Verdict::Valid, "1", Some(9), None, Some(&unknown), None, g),
             Admission::Settle(Outcome::UnknownEarlier(_))
         ));
         let resend = Gate {
@@ -163,22 +171,30 @@ mod tests {
             ..g
         };
         assert!(matches!(
-            admit(Verdict::Valid, "1", Some(10), None, Some(&unknown), resend),
+            admit(
+                Verdict::Valid,
+                "1",
+                Some(10),
+                None,
+                Some(&unknown),
+                None,
+                resend
+            ),
             Admission::Batch
         ));
         let stop = Stop::MaxErrors(3);
         let stopped = gate(true, Some(&stop));
         assert!(matches!(
-            admit(Verdict::Valid, "1", Some(11), None, None, stopped),
+            admit(Verdict::Valid, "1", Some(11), None, None, None, stopped),
             Admission::Settle(Outcome::Stopped(Stop::MaxErrors(3)))
         ));
         // After a stop, rows are still checked, deduplicated and looked up.
         assert!(matches!(
-            admit(Verdict::Valid, "1", Some(11), Some(10), None, stopped),
+            admit(Verdict::Valid, "1", Some(11), Some(10), None, None, stopped),
             Admission::Settle(Outcome::Duplicate { first: 10 })
         ));
         assert!(matches!(
-            admit(Verdict::Expired, "1", None, None, None, stopped),
+            admit(Verdict::Expired, "1", None, None, None, None, stopped),
             Admission::Settle(Outcome::Expired)
         ));
     }
@@ -199,16 +215,16 @@ mod tests {
             ..gate(true, None)
         };
         assert!(matches!(
-            admit(Verdict::Valid, "77", Some(1), None, None, g),
+            admit(Verdict::Valid, "77", Some(1), None, None, None, g),
             Admission::Settle(Outcome::CutOff(e)) if e.code == Some(200)
         ));
         assert!(matches!(
-            admit(Verdict::Valid, "78", Some(2), None, None, g),
+            admit(Verdict::Valid, "78", Some(2), None, None, None, g),
             Admission::Batch
         ));
         // Duplicates and invalid rows are still what they are.
         assert!(matches!(
-            admit(Verdict::Valid, "77", Some(1), Some(0), None, g),
+            admit(Verdict::Valid, "77", Some(1), Some(0), None, None, g),
             Admission::Settle(Outcome::Duplicate { first: 0 })
         ));
     }
@@ -220,7 +236,7 @@ mod tests {
             ..gate(false, None)
         };
         assert!(matches!(
-            admit(Verdict::Valid, "1", Some(1), None, None, no_payloads),
+            admit(Verdict::Valid, "1", Some(1), None, None, None, no_payloads),
             Admission::Valid
         ));
         let payloads = Gate {
@@ -228,13 +244,13 @@ mod tests {
             ..no_payloads
         };
         assert!(matches!(
-            admit(Verdict::Valid, "1", Some(2), None, None, payloads),
+            admit(Verdict::Valid, "1", Some(2), None, None, None, payloads),
             Admission::Batch
         ));
         let stop = Stop::Interrupted;
         for v in [Verdict::Valid, Verdict::Invalid] {
             assert!(matches!(
-                admit(v, "1", Some(3), None, None, gate(false, Some(&stop))),
+                admit(v, "1", Some(3), None, None, None, gate(false, Some(&stop))),
                 Admission::Settle(Outcome::NotValidated)
             ));
         }

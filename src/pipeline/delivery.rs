@@ -167,6 +167,24 @@ impl Delivery {
         self.queue.push_back(batch);
     }
 
+    /// The accounts' datasets the ledger's cache knows (`dataset_id: auto`).
+    pub fn cached_accounts(&self) -> Vec<super::accounts::AccountDataset> {
+        Vec::new()
+    }
+
+    /// Keeps the datasets a chunk's lookups found in the ledger's cache.
+    pub fn remember_accounts(
+        &mut self,
+        _end: &mut RunEnd,
+        _looked_up: &[super::accounts::LookedUp],
+    ) {
+    }
+
+    /// Looks accounts' datasets up through the sender (`send` only).
+    pub fn resolver(&self) -> Option<crate::sink::dataset::Resolver<Ticket>> {
+        self.sending.as_ref().map(|s| s.sender.resolver())
+    }
+
     /// Datasets cut off so far, with Meta's error.
     pub fn cut_off(&self) -> &HashMap<String, GraphError> {
         &self.cut

@@ -11,6 +11,7 @@
 //! **Invariant:** every input row read gets exactly one report line, in input order, settled in
 //! one place (`RowBook::settle`).
 
+mod accounts;
 mod admission;
 mod book;
 mod delivery;
@@ -20,6 +21,7 @@ mod stages;
 use std::sync::Arc;
 use std::time::Instant;
 
+use accounts::{Accounts, Finder};
 use admission::{Admission, Gate, admit};
 use book::RowBook;
 use delivery::{Delivery, Payloads, Until};
@@ -63,8 +65,30 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
     let flag = cfg.interrupted.clone();
     let mut delivery = Delivery::start(send, batcher, ledger, payloads, flag, run_id, now)?;
     let skip = send.is_none().then(|| cfg.interrupted.clone());
-    let stages = Stages::start(sources, Arc::new(cfg.plan.clone()), cfg.rules, skip)
-        .map_err(|e| Error::Other(anyhow::anyhow!("cannot start the reader threads: {e}")))?;
+    let accounts = cfg.plan.dataset_id.is_auto().then(|| {
+        let (finder, fresh_since) = match (send, delivery.resolver()) {
+            (Some(s), Some(resolver)) => {
+                let ttl = i64::try_from(s.dataset_cache_ttl.as_secs()).unwrap_or(i64::MAX);
+                let finder = Finder::Online {
+                    resolver,
+                    create: s.create_datasets,
+                };
+                (finder, crate::time::wall_clock().saturating_sub(ttl))
+            }
+            // Offline: whatever the cache knows, however old.
+            _ => (Finder::Offline, i64::MIN),
+        };
+        Accounts::new(finder, &delivery.cached_accounts(), fresh_since)
+    });
+    let stages = Stages::start(
+        sources,
+        Arc::new(cfg.plan.clone()),
+        cfg.rules,
+        skip,
+        accounts,
+        cfg.shard,
+    )
+    .map_err(|e| Error::Other(anyhow::anyhow!("cannot start the reader threads: {e}")))?;
     let (mode, every) = (cfg.progress, cfg.progress_every);
     let progress = Progress::new(
         mode,
@@ -75,6 +99,7 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
     );
     let mut book = RowBook::new(report, names, cfg.plan.key_description());
     let mut end = RunEnd::default();
+    let mut looked_up = report::summary::AccountCounts::default();
 
     while end.reads_on() {
         let Some(next) = stages.next() else { break };
@@ -88,6 +113,8 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
         if cfg.interrupted.load(std::sync::atomic::Ordering::Relaxed) {
             end.stop(Stop::Interrupted);
         }
+        accounts::count(&mut looked_up, &mapped.looked_up);
+        delivery.remember_accounts(&mut end, &mapped.looked_up);
         admit_chunk(&cfg, &mut book, &mut delivery, &mut end, &mut mapped);
         stages.recycle(mapped);
         delivery.wait(&mut book, &mut end, Until::Submitted, &progress);
@@ -129,8 +156,10 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
         report: cfg.report.as_ref(),
         summary_json: cfg.summary_json.as_ref(),
         quiet: cfg.quiet,
+        shard: cfg.shard.map(|s| s.to_string()),
+        accounts: cfg.plan.dataset_id.is_auto().then_some(&looked_up),
     };
-    let ending = end.ending(exit_code, cut_off);
+    let ending = end.ending(exit_code, cut_off, &looked_up.refused_accounts);
     report::summary::tell(&info, &summary, &ending, started.elapsed())?;
     Ok(Outcome { exit_code, summary })
 }
@@ -157,19 +186,37 @@ fn admit_chunk(
         cut: &cut,
     };
     let rows = &m.chunk.rows;
+    let mut unplaced = m.unplaced.iter().peekable();
     for (i, row) in m.mapped.drain(..).enumerate() {
+        let placed = unplaced.next_if(|(at, _)| *at == i).map(|(_, u)| &**u);
+        if m.others.get(i).copied().unwrap_or(false) {
+            continue; // another shard's row: read, not reported
+        }
         let ticket = book.enter(m.file, &rows[i], row.reason, row.identity, row.key);
         let earlier = known.get(i).and_then(Option::as_ref);
         let first_seen = m.first_seen.get(i).copied().flatten();
         let admission = {
             let dataset = book.get(&ticket).map_or("", |(id, _)| &id.dataset_id);
-            admit(row.verdict, dataset, row.key, first_seen, earlier, gate)
+            admit(
+                row.verdict,
+                dataset,
+                row.key,
+                first_seen,
+                earlier,
+                placed,
+                gate,
+            )
         };
         match admission {
             Admission::Settle(outcome) => book.settle(ticket, outcome),
             Admission::Batch if let Some(json) = row.json => {
                 let dataset = book.get(&ticket).map_or("", |(id, _)| &id.dataset_id);
-                delivery.push(end, dataset, ticket, json)
+                // `dataset_id: auto` offline: the payload files are grouped by account.
+                let group = match &row.account {
+                    Some(a) if dataset.is_empty() => format!("auto-{a}"),
+                    _ => dataset.to_string(),
+                };
+                delivery.push(end, &group, ticket, json)
             }
             Admission::Valid | Admission::Batch => {
                 book.settle(ticket, outcome::Outcome::Valid { batch: None })

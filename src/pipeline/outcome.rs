@@ -4,13 +4,16 @@
 
 use std::time::Duration;
 
+use super::accounts::{Unplaced, Why};
 use crate::error::exit;
 use crate::ledger::Entry;
 use crate::report::Status;
 use crate::report::summary::Failure;
 use crate::sink::classify::{fatal_message, fatal_reason};
 use crate::sink::client::MAX_WAIT;
+use crate::sink::dataset::Owner;
 use crate::sink::{Answer, Delivery, FatalKind, GaveUp, GraphError, NotSent};
+use crate::time::flag_duration;
 
 /// The final fate of one row, decided by admission, by delivery, or by a stop.
 #[derive(Debug)]
@@ -37,6 +40,9 @@ pub enum Outcome<'a> {
     Lost,
     /// Its dataset was cut off by a permission error (Meta's): not sent.
     CutOff(&'a GraphError),
+    /// `dataset_id: auto`: its account has no dataset, was refused, or could not be looked up
+    /// (`None`: it was never looked up).
+    Unplaced(Option<&'a Unplaced>),
 }
 
 impl Outcome<'_> {
@@ -87,6 +93,13 @@ impl Outcome<'_> {
                 set(error.message.clone());
                 Status::NotAttempted
             }
+            Outcome::Unplaced(u) => {
+                set(u.map_or_else(
+                    || "not sent: the dataset of its account was not looked up".into(),
+                    unplaced,
+                ));
+                Status::NotAttempted
+            }
             Outcome::Delivered(d, _) => match d {
                 Delivery::Sent { .. } => Status::Sent,
                 Delivery::Failed { error, gave_up } => {
@@ -117,6 +130,13 @@ impl Outcome<'_> {
                 ..Answer::default()
             },
             Outcome::Delivered(_, a) => a.clone(),
+            Outcome::Unplaced(Some(u)) if let Some(e) = u.error() => Answer {
+                http_status: e.http_status,
+                error_code: e.code,
+                error_subcode: e.subcode,
+                fbtrace_id: e.fbtrace_id.clone(),
+                ..Answer::default()
+            },
             Outcome::CutOff(e) => Answer {
                 http_status: e.http_status,
                 error_code: e.code,
@@ -154,6 +174,26 @@ fn failed(error: &GraphError, gave_up: Option<GaveUp>) -> String {
 
 /// A row the sink did not send (the run stopped: the pipeline words that, see
 /// [`Outcome::Stopped`]).
+/// Why an account's rows are not sent (`dataset_id: auto`).
+fn unplaced(u: &Unplaced) -> String {
+    let a = &u.account;
+    match &u.why {
+        Why::Missing => format!(
+            "account {a} has no dataset; create it with `msgcapi dataset {} {a} --create` or pass --create-datasets",
+            Owner::of(u.channel).flag()
+        ),
+        // The same reason as the rows of a dataset that was cut off: Meta's.
+        Why::Refused(e) => e.message.clone(),
+        Why::Failed(e) => format!(
+            "not sent: the dataset of account {a} could not be found ({}); rerun later",
+            e.message
+        ),
+        Why::Stopped => {
+            format!("not sent: the run stopped before the dataset of account {a} was found")
+        }
+    }
+}
+
 fn not_sent(why: &NotSent, error: Option<&GraphError>) -> String {
     match why {
         NotSent::RunStopped => "not sent: the run stopped".into(),
@@ -192,18 +232,6 @@ fn attempts(n: u32) -> String {
         "1 attempt".into()
     } else {
         format!("{n} attempts")
-    }
-}
-
-/// A duration as the flags write it: `30m`, `90s`, `2h`, `1h30m`.
-fn flag_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, sec) => format!("{sec}s"),
-        (0, m, 0) => format!("{m}m"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, 0) => format!("{h}h{m}m"),
-        _ => format!("{s}s"),
     }
 }
 
@@ -381,16 +409,20 @@ impl RunEnd {
         &self,
         exit_code: u8,
         cut_off: Vec<(String, GraphError)>,
+        refused_accounts: &[crate::report::summary::CutOff],
     ) -> crate::report::summary::Ending {
         crate::report::summary::Ending {
             cut_off: cut_off
                 .into_iter()
                 .map(|(dataset_id, e)| crate::report::summary::CutOff {
-                    dataset_id,
+                    dataset_id: Some(dataset_id),
+                    account_id: None,
+                    channel: None,
                     message: e.message,
                     code: e.code,
                     subcode: e.subcode,
                 })
+                .chain(refused_accounts.iter().cloned())
                 .collect(),
             failure: self.failure(),
             exit_code,

@@ -17,8 +17,11 @@ use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
+use super::accounts::{Accounts, LookedUp, Unplaced};
+use crate::capi::Channel;
+use crate::config::Shard;
 use crate::dedup::Dedup;
-use crate::event::{self, Mapped, Rules};
+use crate::event::{self, AccountDatasets, Mapped, NoAccounts, Rules, Verdict};
 use crate::mapping::Plan;
 use crate::source::{Chunk, Source, SourceError};
 
@@ -35,6 +38,13 @@ pub struct MappedChunk {
     pub mapped: Vec<Mapped>,
     /// Per row: the ordinal of the earlier row with the same dedup key, if any.
     pub first_seen: Vec<Option<u64>>,
+    /// `--shard`: per row, whether another shard takes it (empty: this run takes every row).
+    pub others: Vec<bool>,
+    /// `dataset_id: auto`: valid rows whose account has no dataset to send to, by row index
+    /// (ascending).
+    pub unplaced: Vec<(usize, Arc<Unplaced>)>,
+    /// `dataset_id: auto`: the accounts this chunk looked up, and what became of each.
+    pub looked_up: Vec<LookedUp>,
 }
 
 enum ReaderMsg {
@@ -60,12 +70,16 @@ pub struct Stages {
 
 impl Stages {
     /// Starts the threads. `skip`: once set, the mapper stops checking rows and hands out
-    /// unchecked ones (an interrupted dry run still reports every row).
+    /// unchecked ones (an interrupted dry run still reports every row). `accounts`: with
+    /// `dataset_id: auto`, the accounts' datasets (looked up on the mapper thread). `shard`:
+    /// the rows of other shards are marked, never looked up, deduplicated or checked further.
     pub fn start(
         sources: Vec<(String, Box<dyn Source>)>,
         plan: Arc<Plan>,
         rules: Rules,
         skip: Option<Arc<AtomicBool>>,
+        mut accounts: Option<Accounts>,
+        shard: Option<Shard>,
     ) -> std::io::Result<Stages> {
         let bytes_read = Arc::new(AtomicU64::new(0));
         let (chunk_tx, chunk_rx) = mpsc::sync_channel::<ReaderMsg>(QUEUE_CHUNKS);
@@ -88,19 +102,39 @@ impl Stages {
                         ReaderMsg::Chunk(file, chunk) => {
                             let (mut mapped, mut first_seen) =
                                 spare_mapped_rx.try_recv().unwrap_or_default();
+                            let mut placed = Placed::default();
                             if skip.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
                                 mapped.clear();
                                 mapped.resize_with(chunk.len(), || Mapped::unreadable(""));
                             } else {
-                                map_chunk(&plan, &rules, &chunk, &mut mapped);
+                                let known: &dyn AccountDatasets = match &accounts {
+                                    Some(a) => a,
+                                    None => &NoAccounts,
+                                };
+                                map_chunk(&plan, &rules, known, &chunk, &mut mapped);
                             }
-                            deduplicate(&mut dedup, &mapped, ordinal, &mut first_seen);
+                            if let Some(s) = shard {
+                                placed.others = others(s, plan.dataset_id.is_auto(), &mapped);
+                            }
+                            if let Some(a) = accounts.as_mut() {
+                                place(a, &plan, &rules, &chunk, &mut mapped, &mut placed);
+                            }
+                            deduplicate(
+                                &mut dedup,
+                                &mapped,
+                                &placed.others,
+                                ordinal,
+                                &mut first_seen,
+                            );
                             ordinal += chunk.len() as u64;
                             Ok(MappedChunk {
                                 file,
                                 chunk,
                                 mapped,
                                 first_seen,
+                                others: placed.others,
+                                unplaced: placed.unplaced,
+                                looked_up: placed.looked_up,
                             })
                         }
                         ReaderMsg::Failed(e) => Err(e),
@@ -189,20 +223,104 @@ fn read_all(
     }
 }
 
+/// What the mapper adds to a chunk beyond its rows (see [`MappedChunk`]).
+#[derive(Default)]
+struct Placed {
+    others: Vec<bool>,
+    unplaced: Vec<(usize, Arc<Unplaced>)>,
+    looked_up: Vec<LookedUp>,
+}
+
+/// `--shard`: which rows another shard takes, by their dataset id or (`auto`) account id.
+fn others(shard: Shard, auto: bool, mapped: &[Mapped]) -> Vec<bool> {
+    mapped
+        .iter()
+        .map(|m| {
+            let id = if auto {
+                m.account.as_deref().unwrap_or_default()
+            } else {
+                &m.identity.dataset_id
+            };
+            !shard.takes(id)
+        })
+        .collect()
+}
+
+/// `dataset_id: auto`: looks up the accounts of the chunk's unresolved rows (each once), maps
+/// those rows again, and lists the valid rows whose account has no dataset to send to.
+fn place(
+    accounts: &mut Accounts,
+    plan: &Plan,
+    rules: &Rules,
+    chunk: &Chunk,
+    mapped: &mut [Mapped],
+    placed: &mut Placed,
+) {
+    let ours = |i: usize| !placed.others.get(i).copied().unwrap_or(false);
+    let account = |m: &Mapped| Some((Channel::parse(&m.identity.channel)?, m.account.clone()?));
+    let redo: Vec<usize> = (0..mapped.len())
+        .filter(|&i| mapped[i].verdict == Verdict::Unresolved && ours(i))
+        .collect();
+    if !redo.is_empty() {
+        let mut wanted: Vec<(Channel, Box<str>)> =
+            redo.iter().filter_map(|&i| account(&mapped[i])).collect();
+        wanted.sort_unstable_by(|a, b| (a.0.name(), &a.1).cmp(&(b.0.name(), &b.1)));
+        wanted.dedup();
+        placed.looked_up = accounts.look_up(&wanted);
+        let known: &Accounts = accounts;
+        let again: Vec<(usize, Mapped)> = redo
+            .par_iter()
+            .map(|&i| {
+                let m = event::map_row_in(plan, rules, known, |c| chunk.cell(i, c));
+                (i, m)
+            })
+            .collect();
+        for (i, m) in again {
+            mapped[i] = m;
+        }
+    }
+    for (i, m) in mapped.iter().enumerate() {
+        if m.verdict == Verdict::Valid
+            && m.identity.dataset_id.is_empty()
+            && ours(i)
+            && let Some((ch, a)) = account(m)
+            && let Some(u) = accounts.unplaced(ch, &a)
+        {
+            placed.unplaced.push((i, u));
+        }
+    }
+}
+
 /// First seen wins: for each row with a dedup key, the ordinal of an earlier row with the same
-/// key (see [`Dedup::check_all`]).
-fn deduplicate(dedup: &mut Dedup, mapped: &[Mapped], first: u64, out: &mut Vec<Option<u64>>) {
-    let keys: Vec<Option<u128>> = mapped.iter().map(|m| m.key).collect();
+/// key (see [`Dedup::check_all`]). Rows of other shards are not this run's.
+fn deduplicate(
+    dedup: &mut Dedup,
+    mapped: &[Mapped],
+    others: &[bool],
+    first: u64,
+    out: &mut Vec<Option<u64>>,
+) {
+    let keys: Vec<Option<u128>> = mapped
+        .iter()
+        .enumerate()
+        .map(|(i, m)| m.key.filter(|_| !others.get(i).copied().unwrap_or(false)))
+        .collect();
     dedup.check_all(&keys, first, out);
 }
 
 /// Maps and validates a chunk in parallel into `out` (emptied first); results in row order.
-fn map_chunk(plan: &Plan, rules: &Rules, chunk: &Chunk, out: &mut Vec<Mapped>) {
+fn map_chunk(
+    plan: &Plan,
+    rules: &Rules,
+    accounts: &dyn AccountDatasets,
+    chunk: &Chunk,
+    out: &mut Vec<Mapped>,
+) {
     out.clear();
     out.par_extend((0..chunk.len()).into_par_iter().with_min_len(256).map(|i| {
         match &chunk.rows[i].error {
             Some(e) => Mapped::unreadable(e),
-            None => event::map_row(plan, rules, |c| chunk.cell(i, c)),
+            None => event::map_row_in(plan, rules, accounts, |c| chunk.cell(i, c)),
         }
     }));
 }

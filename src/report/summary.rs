@@ -148,6 +148,10 @@ pub struct RunInfo<'a> {
     pub report: Option<&'a PathBuf>,
     pub summary_json: Option<&'a PathBuf>,
     pub quiet: bool,
+    /// `--shard K/N`, as given.
+    pub shard: Option<String>,
+    /// `dataset_id: auto`: the lookups of the run.
+    pub accounts: Option<&'a AccountCounts>,
 }
 
 /// Why a run ended in error, for monitoring: `kind` is one of `usage`, `mapping`, `input`,
@@ -193,13 +197,49 @@ pub fn write_failure(exit_code: u8, failure: Failure) {
     });
 }
 
-/// A dataset the run stopped sending to: a client revoked access, or its object is gone.
+/// A dataset the run stopped sending to (a client revoked access, or its object is gone), or
+/// with `dataset_id: auto` an account Meta refused to look up (`dataset_id` null).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CutOff {
-    pub dataset_id: String,
+    pub dataset_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<&'static str>,
     pub message: String,
     pub code: Option<i64>,
     pub subcode: Option<i64>,
+}
+
+impl CutOff {
+    /// "dataset 77…", or "account 1042… (whatsapp)".
+    fn what(&self) -> String {
+        match (&self.dataset_id, &self.account_id) {
+            (Some(d), _) => format!("dataset {d}"),
+            (None, Some(a)) => format!("account {a} ({})", self.channel.unwrap_or_default()),
+            (None, None) => "a dataset".into(),
+        }
+    }
+}
+
+/// `dataset_id: auto`: the accounts the run looked up with the Dataset API.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct AccountCounts {
+    /// Accounts asked about (cached ones are not).
+    pub looked_up: u64,
+    /// ... whose dataset was there,
+    pub found: u64,
+    /// ... created (`--create-datasets`),
+    pub created: u64,
+    /// ... that have none (their rows `not_attempted`),
+    pub without_dataset: u64,
+    /// ... that Meta refused (listed in `cut_off`),
+    pub refused: u64,
+    /// ... whose lookup failed after its retries, or was cut short by the run's end.
+    pub failed: u64,
+    /// The refused accounts, for `cut_off`.
+    #[serde(skip)]
+    pub refused_accounts: Vec<CutOff>,
 }
 
 /// How the run ended, as the summary tells it.
@@ -269,6 +309,8 @@ fn write_json(
         "rows_per_sec": if elapsed > 0.0 { s.rows as f64 / elapsed } else { 0.0 },
         "peak_rss_bytes": peak_rss_bytes(),
         "datasets": s.datasets_to_show(),
+        "shard": info.shard,
+        "accounts": info.accounts,
         "cut_off": end.cut_off,
         "exit_code": end.exit_code,
         "error": end.failure.as_ref().map(|f| serde_json::json!({
@@ -327,16 +369,28 @@ fn paragraph(info: &RunInfo<'_>, s: &Summary, end: &Ending, elapsed: f64) -> Str
     for e in &end.errors {
         p.push_str(&format!("\nerror: {e}"));
     }
+    if let Some(shard) = &info.shard {
+        p.push_str(&format!(
+            "\nshard {shard}: the rows of the other shards were skipped"
+        ));
+    }
+    if let Some(a) = info.accounts.filter(|a| a.looked_up > 0) {
+        p.push_str(&format!(
+            "\naccounts: {} looked up: {} found, {} created, {} without a dataset, {} refused, {} failed",
+            a.looked_up, a.found, a.created, a.without_dataset, a.refused, a.failed
+        ));
+    }
     for c in end.cut_off.iter().take(20) {
         let code = c.code.map(|c| format!(" (code {c})")).unwrap_or_default();
         p.push_str(&format!(
-            "\ncut off: dataset {}{code}: {}; its other rows are not_attempted",
-            c.dataset_id, c.message
+            "\ncut off: {}{code}: {}; its other rows are not_attempted",
+            c.what(),
+            c.message
         ));
     }
     if end.cut_off.len() > 20 {
         p.push_str(&format!(
-            "\n... and {} more datasets cut off (see the summary's `cut_off`)",
+            "\n... and {} more cut off (see the summary's `cut_off`)",
             end.cut_off.len() - 20
         ));
     }

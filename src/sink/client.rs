@@ -84,9 +84,9 @@ pub struct SinkStats {
     pub waiting: Option<(Wait, Duration)>,
 }
 
-struct Shared<T> {
-    cfg: SinkConfig,
-    client: reqwest::Client,
+pub(super) struct Shared<T> {
+    pub(super) cfg: SinkConfig,
+    pub(super) client: reqwest::Client,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     /// Run-wide: no request to any dataset before this instant (throttling, usage near 100 %,
     /// an outage), and why. capi-spec.md §4: a throttle slows down the whole run, not just the
@@ -249,6 +249,11 @@ impl<T: Send + 'static> Sender<T> {
         ))
     }
 
+    /// Looks accounts' datasets up with this sender's limiter, retries and pauses.
+    pub fn resolver(&self) -> super::dataset::Resolver<T> {
+        super::dataset::Resolver::new(self.shared.clone(), self.rt.handle().clone())
+    }
+
     /// Is there room to hand over a batch without blocking?
     pub fn has_room(&self) -> bool {
         self.tx.as_ref().is_some_and(|t| t.capacity() > 0)
@@ -336,7 +341,7 @@ impl<T> Shared<T> {
         let _ = self.out.send(SinkMessage::Outcomes(outs));
     }
 
-    fn fatal(&self, kind: FatalKind, error: &GraphError) {
+    pub(super) fn fatal(&self, kind: FatalKind, error: &GraphError) {
         self.stopped.store(true, Ordering::SeqCst);
         self.halted.send_replace(true);
         if !self.fatal_sent.swap(true, Ordering::SeqCst) {
@@ -507,9 +512,10 @@ pub fn backoff(base: Duration, attempt: u32, rng: &mut fastrand::Rng) -> Duratio
     ceiling.mul_f64(rng.f64())
 }
 
-/// How one request chain ended.
-enum Ended {
-    Done(Action),
+/// How one request chain ended; `S` is what a success carries.
+pub(super) enum Ended<S> {
+    /// Meta answered: a success, or what the classifier made of any other answer.
+    Done(Result<S, Action>),
     /// Its dataset was cut off before this request left.
     CutOff(GraphError),
     /// Stopped before the request was (re)sent: certainly not delivered.
@@ -523,7 +529,7 @@ enum Ended {
 
 /// Why a wait before the next attempt was not started.
 #[derive(Clone, Copy, Debug)]
-enum TooLong {
+pub(super) enum TooLong {
     /// Meta asked for a wait longer than [`MAX_WAIT`] (this long).
     MetaAsked(Duration),
     /// It would end after the batch's `--max-retry-time` is over.
@@ -553,32 +559,41 @@ fn deliver<'a, T: Send + 'a>(
             cfg.test_event_code.as_deref(),
             Some(&cfg.auth),
         );
-        let (ended, tries) = send_with_retries(sh, dataset, &body, events.len(), deadline).await;
+        let url = cfg.endpoint.events_url(&cfg.api_version, dataset);
+        let n = events.len();
+        let (ended, tries) = with_retries(sh, dataset, deadline, || async {
+            match one_request(sh, &url, &body, n).await {
+                Action::Success { fbtrace_id } => Ok(fbtrace_id),
+                other => Err(other),
+            }
+        })
+        .await;
         let attempts = prior + tries;
         let delivery = match ended {
             Ended::NotSent(error) => Delivery::NotSent {
                 why: NotSent::RunStopped,
                 error,
             },
-            Ended::Done(Action::Success { fbtrace_id }) => Delivery::Sent { fbtrace_id },
-            Ended::Done(Action::Split { error }) if events.len() == 1 => Delivery::Failed {
+            Ended::Done(Ok(fbtrace_id)) => Delivery::Sent { fbtrace_id },
+            Ended::Done(Err(Action::Success { fbtrace_id })) => Delivery::Sent { fbtrace_id },
+            Ended::Done(Err(Action::Split { error })) if events.len() == 1 => Delivery::Failed {
                 error,
                 gave_up: None,
             },
-            Ended::Done(Action::Split { error }) if sh.stopped.load(Ordering::SeqCst) => {
+            Ended::Done(Err(Action::Split { error })) if sh.stopped.load(Ordering::SeqCst) => {
                 Delivery::NotSent {
                     why: NotSent::RunStoppedWhileIsolating,
                     error: Some(error),
                 }
             }
-            Ended::Done(Action::Split { .. }) => {
+            Ended::Done(Err(Action::Split { .. })) => {
                 let mut left = events;
                 let right = left.split_off(left.len() / 2);
                 let mut outs = deliver(sh, dataset, batch, left, attempts, deadline).await;
                 outs.extend(deliver(sh, dataset, batch, right, attempts, deadline).await);
                 return outs;
             }
-            Ended::Done(Action::Fatal { kind, error }) => {
+            Ended::Done(Err(Action::Fatal { kind, error })) => {
                 sh.fatal(kind, &error);
                 if kind == FatalKind::Redirect {
                     // Answered, by someone else's address: not delivered, for certain.
@@ -593,11 +608,11 @@ fn deliver<'a, T: Send + 'a>(
                     }
                 }
             }
-            Ended::Done(Action::Reject { error }) => Delivery::Failed {
+            Ended::Done(Err(Action::Reject { error })) => Delivery::Failed {
                 error,
                 gave_up: None,
             },
-            Ended::Done(Action::CutOff { error }) => {
+            Ended::Done(Err(Action::CutOff { error })) => {
                 sh.cut_off(dataset, &error);
                 Delivery::Failed {
                     error,
@@ -608,13 +623,13 @@ fn deliver<'a, T: Send + 'a>(
                 why: NotSent::CutOff,
                 error: Some(error),
             },
-            // `send_with_retries` waits an outage out or stops the run: never the last answer.
-            Ended::Done(Action::Unreachable { .. }) => Delivery::NotSent {
+            // `with_retries` waits an outage out or stops the run: never the last answer.
+            Ended::Done(Err(Action::Unreachable { .. })) => Delivery::NotSent {
                 why: NotSent::RunStopped,
                 error: None,
             },
-            Ended::Done(Action::Unknown { error }) => Delivery::Unknown { error },
-            Ended::Done(Action::Retry { error, .. } | Action::Throttle { error, .. }) => {
+            Ended::Done(Err(Action::Unknown { error })) => Delivery::Unknown { error },
+            Ended::Done(Err(Action::Retry { error, .. } | Action::Throttle { error, .. })) => {
                 Delivery::Failed {
                     error,
                     gave_up: Some(GaveUp::Attempts(tries)),
@@ -653,17 +668,21 @@ fn deliver<'a, T: Send + 'a>(
     })
 }
 
-/// One request, retried while transient or throttled, at most `max_retries` times and with no
-/// wait that ends after `deadline`. Returns how it ended and the attempts made.
-async fn send_with_retries<T>(
-    sh: &Shared<T>,
-    dataset: &str,
-    body: &str,
-    events: usize,
+/// One request (`request` makes it, as often as needed), retried while transient or throttled,
+/// at most `max_retries` times and with no wait that ends after `deadline`; `key` is its rate
+/// limiter key (a dataset, or an account for the Dataset API). Returns how it ended and the
+/// attempts made.
+pub(super) async fn with_retries<S, F, Fut>(
+    sh: &Shared<impl Sized>,
+    key: &str,
     deadline: Option<Instant>,
-) -> (Ended, u32) {
+    mut request: F,
+) -> (Ended<S>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<S, Action>>,
+{
     let cfg = &sh.cfg;
-    let url = cfg.endpoint.events_url(&cfg.api_version, dataset);
     let mut rng = fastrand::Rng::new();
     let mut last: Option<GraphError> = None;
     let mut deadline = deadline;
@@ -674,7 +693,7 @@ async fn send_with_retries<T>(
         let attempt = tries;
         // The run-wide pause and the rate limiter, before every attempt.
         let (outage, waited) = (sh.in_outage(), Instant::now());
-        if let Err(why) = sh.wait_turn(dataset, deadline).await {
+        if let Err(why) = sh.wait_turn(key, deadline).await {
             return (Ended::GaveUp { last, why }, tries);
         }
         if outage {
@@ -684,13 +703,20 @@ async fn send_with_retries<T>(
         if sh.stopped.load(Ordering::SeqCst) {
             return (Ended::NotSent(last), tries);
         }
-        if let Some(error) = sh.is_cut(dataset) {
+        if let Some(error) = sh.is_cut(key) {
             return (Ended::CutOff(error), tries);
         }
         sh.requests.fetch_add(1, Ordering::Relaxed);
         sh.in_flight.fetch_add(1, Ordering::Relaxed);
-        let action = one_request(sh, &url, body, events).await;
+        let answer = request().await;
         sh.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let action = match answer {
+            Ok(done) => {
+                sh.reachable();
+                return (Ended::Done(Ok(done)), tries + 1);
+            }
+            Err(action) => action,
+        };
         if let Action::Unreachable { cause } = &action {
             if sh.unreachable(cause) {
                 return (Ended::NotSent(last), tries);
@@ -703,7 +729,7 @@ async fn send_with_retries<T>(
         match action {
             Action::Retry { after, error } => {
                 if is_last {
-                    return (Ended::Done(Action::Retry { after, error }), tries);
+                    return (Ended::Done(Err(Action::Retry { after, error })), tries);
                 }
                 let wait = after.unwrap_or_else(|| backoff(cfg.backoff_base, attempt, &mut rng));
                 let why = if wait > MAX_WAIT {
@@ -726,11 +752,11 @@ async fn send_with_retries<T>(
                 });
                 sh.pause(wait, Wait::Throttled);
                 if is_last {
-                    return (Ended::Done(Action::Throttle { after, error }), tries);
+                    return (Ended::Done(Err(Action::Throttle { after, error })), tries);
                 }
                 last = Some(error);
             }
-            other => return (Ended::Done(other), tries),
+            other => return (Ended::Done(Err(other)), tries),
         }
     }
 }

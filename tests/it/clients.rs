@@ -121,3 +121,249 @@ fn a_dead_token_still_stops_every_client() {
         "{st:?}"
     );
 }
+
+/// Accounts of the many-clients export: 100 per channel, as (chan code, account id).
+fn client_accounts() -> Vec<(&'static str, String)> {
+    (0..300)
+        .map(|i| match i % 3 {
+            0 => ("WA", format!("1022900000{i:05}")),
+            1 => ("FB", format!("1098700000{i:05}")),
+            _ => ("IG", format!("1784140000{i:05}")),
+        })
+        .collect()
+}
+
+/// Two accounts the emulator denies (code 200): one WhatsApp, one Messenger.
+const DENIED: &str = "^(102290000000003|109870000000004)$";
+
+/// `rows` valid rows for mappings/many-clients.yaml, spread over the 300 accounts.
+fn many_clients_csv(rows: usize, prefix: &str) -> String {
+    let accounts = client_accounts();
+    let mut s = String::from(MIXED_HEADER);
+    s.push('\n');
+    for i in 0..rows {
+        let ts = format!("2026-11-19T{:02}:{:02}:00Z", (i / 60) % 24, i % 60);
+        let (chan, acct) = &accounts[i % accounts.len()];
+        let line = match *chan {
+            "WA" => format!(
+                "WA,paid,{ts},{prefix}{i},,{acct},clk-{i},,,,,u{i}@example.com,,{}.50,BRL,ORD-{i}",
+                i % 300
+            ),
+            "FB" => format!("FB,lead,{ts},{prefix}{i},,,,{acct},6789{i:08},,,,,,,"),
+            _ => format!("IG,cart,{ts},{prefix}{i},,,,,,{acct},555{i:08},,,,,"),
+        };
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s
+}
+
+/// The account an emulator-recorded event belongs to.
+fn account_of(event: &serde_json::Value) -> String {
+    let u = &event["user_data"];
+    [
+        "whatsapp_business_account_id",
+        "page_id",
+        "instagram_business_account_id",
+    ]
+    .iter()
+    .find_map(|f| u[f].as_str())
+    .unwrap_or_default()
+    .to_string()
+}
+
+fn many_clients_send(w: &Workdir, url: &str, report: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "send",
+        "--mapping",
+        "many-clients.yaml",
+        "--now",
+        NOW,
+        "--endpoint",
+        url,
+        "--state",
+        "state.db",
+        "--concurrency",
+        "8",
+        "--report",
+        report,
+        "--summary-json",
+        "summary.json",
+    ];
+    args.extend_from_slice(extra);
+    args.push("in.csv");
+    w.cmd(&args)
+        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .output()
+        .unwrap()
+}
+
+/// 300 client accounts over three channels, 5 % without a dataset, 2 denied, 30,000 rows, with
+/// `dataset_id: auto`: every valid row of an allowed account is sent once, to the dataset its
+/// account owns; the denied accounts' rows are not sent and carry Meta's code; exit 1.
+#[test]
+fn dataset_auto_serves_hundreds_of_clients_in_one_run() {
+    let w = Workdir::new();
+    w.copy("mappings/many-clients.yaml");
+    w.write("in.csv", &many_clients_csv(30_000, "mc"));
+    let emu = Emulator::builder(&w)
+        .record()
+        .log_requests()
+        .args(&["--no-dataset-rate", "0.05", "--deny-account", DENIED])
+        .start();
+    let out = many_clients_send(&w, &emu.url, "r1.csv", &["--create-datasets"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let rows = report_rows(&w.read("r1.csv"));
+    assert_eq!(rows.len(), 30_000);
+
+    // Where each account's events must go: the emulator's answer, asked afterwards.
+    let mut list = String::from("channel,account_id\n");
+    for (chan, acct) in client_accounts() {
+        let ch = match chan {
+            "WA" => "whatsapp",
+            "FB" => "messenger",
+            _ => "instagram",
+        };
+        list.push_str(&format!("{ch},{acct}\n"));
+    }
+    w.write("accounts.csv", &list);
+    let listed = w
+        .cmd(&[
+            "dataset",
+            "--endpoint",
+            &emu.url,
+            "--accounts",
+            "accounts.csv",
+        ])
+        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&listed),
+        1,
+        "two accounts are denied: {}",
+        stderr(&listed)
+    );
+    let owned: std::collections::HashMap<String, String> =
+        csv::Reader::from_reader(listed.stdout.as_slice())
+            .records()
+            .map(|r| r.unwrap())
+            .filter(|r| &r[3] == "found")
+            .map(|r| (r[1].to_string(), r[2].to_string()))
+            .collect();
+    assert_eq!(owned.len(), 298, "created datasets are found now");
+
+    let denied = regex::Regex::new(DENIED).unwrap();
+    let recorded = jsonl(&w.path("rec.jsonl"));
+    let mut seen = std::collections::HashSet::new();
+    for r in &recorded {
+        let id = r["event"]["event_id"].as_str().unwrap().to_string();
+        assert!(seen.insert(id.clone()), "{id} arrived twice");
+        let account = account_of(&r["event"]);
+        assert!(
+            !denied.is_match(&account),
+            "a denied account's event was sent"
+        );
+        assert_eq!(
+            r["dataset_id"].as_str(),
+            owned.get(&account).map(String::as_str)
+        );
+    }
+    for r in &rows {
+        let account = match &r[6] {
+            "whatsapp" | "messenger" | "instagram" => {
+                let i: usize = r[8][2..].parse().unwrap();
+                client_accounts()[i % 300].1.clone()
+            }
+            other => panic!("channel {other}"),
+        };
+        if denied.is_match(&account) {
+            assert_eq!(&r[3], "not_attempted", "{r:?}");
+            assert_eq!(&r[13], "200", "Meta's code: {r:?}");
+            assert!(r[5].is_empty(), "no dataset: {r:?}");
+        } else {
+            assert_eq!(&r[3], "sent", "{r:?}");
+            assert_eq!(Some(&r[5]), owned.get(&account).map(String::as_str));
+        }
+    }
+    assert_eq!(seen.len(), 30_000 - 2 * 100);
+    let s: serde_json::Value = serde_json::from_str(&w.read("summary.json")).unwrap();
+    assert_eq!(s["accounts"]["looked_up"], 300, "{s:#}");
+    assert_eq!(s["accounts"]["refused"], 2);
+    let created = s["accounts"]["created"].as_u64().unwrap();
+    assert!((5..=30).contains(&created), "about 5 % created: {created}");
+    assert_eq!(s["cut_off"].as_array().unwrap().len(), 2, "{s:#}");
+    assert!(stderr(&out).contains("cut off: account 102290000000003 (whatsapp) (code 200)"));
+}
+
+/// `msgcapi dataset --accounts`: one line per account, with and without `--create`.
+#[test]
+fn dataset_accounts_lists_every_account() {
+    let w = Workdir::new();
+    let emu = Emulator::builder(&w)
+        .args(&["--no-dataset-rate", "0.05", "--deny-account", DENIED])
+        .start();
+    let mut list = String::from("channel,account_id,note\n");
+    for (chan, acct) in client_accounts() {
+        let ch = match chan {
+            "WA" => "whatsapp",
+            "FB" => "messenger",
+            _ => "instagram",
+        };
+        list.push_str(&format!("{ch},{acct},x\n"));
+    }
+    list.push_str("fax,123,x\nwhatsapp,12ab,x\n");
+    w.write("accounts.csv", &list);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "dataset",
+            "--endpoint",
+            &emu.url,
+            "--accounts",
+            "accounts.csv",
+        ];
+        args.extend_from_slice(extra);
+        let out = w
+            .cmd(&args)
+            .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let lines: Vec<csv::StringRecord> = csv::Reader::from_reader(out.stdout.as_slice())
+            .records()
+            .map(|r| r.unwrap())
+            .collect();
+        (code(&out), lines, stderr(&out))
+    };
+    let (c, lines, err) = run(&[]);
+    assert_eq!(c, 1, "{err}");
+    assert_eq!(lines.len(), 302, "one line per input line");
+    let count = |lines: &[csv::StringRecord], s: &str| lines.iter().filter(|r| &r[3] == s).count();
+    let missing = count(&lines, "missing");
+    assert!((5..=30).contains(&missing), "about 5 %: {missing}");
+    assert_eq!(count(&lines, "refused"), 2);
+    assert_eq!(count(&lines, "invalid"), 2);
+    assert_eq!(count(&lines, "found"), 300 - 2 - missing);
+    let refused = lines.iter().find(|r| &r[3] == "refused").unwrap();
+    assert!(refused[4].contains("(code 200)"), "{refused:?}");
+    assert!(lines.iter().all(|r| (&r[3] == "found") != r[2].is_empty()));
+
+    let (c, lines, err) = run(&["--create"]);
+    assert_eq!(c, 1, "the denied ones still have none: {err}");
+    assert_eq!(count(&lines, "created"), missing);
+    assert_eq!(count(&lines, "missing"), 0);
+
+    // Every account has a dataset: exit 0.
+    let ok: String = list
+        .lines()
+        .filter(|l| !l.contains("fax") && !l.contains("12ab"))
+        .filter(|l| {
+            let a = l.split(',').nth(1).unwrap_or_default();
+            !regex::Regex::new(DENIED).unwrap().is_match(a)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    w.write("accounts.csv", &ok);
+    let (c, lines, err) = run(&[]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(count(&lines, "found"), 298);
+}

@@ -551,8 +551,14 @@ fn an_unreachable_endpoint_prints_no_url_and_no_secret() {
         .port();
     let endpoint = format!("http://127.0.0.1:{port}");
     for create in [false, true] {
-        let mut args = vec!["dataset", "--page-id", "109876543210987", "--endpoint"];
-        args.push(&endpoint);
+        let mut args = vec![
+            "dataset",
+            "--page-id",
+            "109876543210987",
+            "--max-outage",
+            "1s",
+        ];
+        args.extend(["--endpoint", &endpoint]);
         if create {
             args.push("--create");
         }
