@@ -709,3 +709,77 @@ fn a_country_that_does_not_exist_is_left_out_with_a_note() {
     let m = map_with(&p, &rules(), &set(wa_purchase(), "cc", "BR"));
     assert_eq!(m.reason, "");
 }
+
+/// A table of accounts' datasets for `dataset_id: auto`.
+struct Table(HashMap<&'static str, Lookup<'static>>);
+
+impl AccountDatasets for Table {
+    fn dataset(&self, _: Channel, account: &str) -> Lookup<'_> {
+        self.0.get(account).copied().unwrap_or(Lookup::Pending)
+    }
+}
+
+fn map_in(p: &Plan, accounts: &Table, cells: &[(&str, &str)]) -> Mapped {
+    let by_name: HashMap<&str, &str> = cells.iter().copied().collect();
+    let row: Vec<String> = p
+        .columns
+        .iter()
+        .map(|c| by_name.get(c.as_str()).copied().unwrap_or("").to_string())
+        .collect();
+    map_row_in(p, &rules(), accounts, |i| row[i].as_str())
+}
+
+#[test]
+fn dataset_auto_takes_the_accounts_dataset_and_keys_as_a_column_would() {
+    let column = plan(&ISSUE_EXAMPLE.replacen(
+        "dataset_id: \"1234567890\"",
+        "dataset_id: {column: dataset}",
+        1,
+    ));
+    let auto = plan(&ISSUE_EXAMPLE.replacen("dataset_id: \"1234567890\"", "dataset_id: auto", 1));
+    assert!(auto.dataset_id.is_auto());
+    assert!(!auto.columns.iter().any(|c| c == "dataset"));
+    let known = Table(HashMap::from([
+        ("102290129340398", Lookup::Known("1234567890")),
+        ("102290129340399", Lookup::Unknown),
+    ]));
+    let row = wa_purchase();
+    let by_column = map_with(
+        &column,
+        &rules(),
+        &set(row.clone(), "dataset", "1234567890"),
+    );
+    let by_auto = map_in(&auto, &known, &row);
+    assert_eq!(by_auto.verdict, Verdict::Valid, "{}", by_auto.reason);
+    assert_eq!(by_auto.identity.dataset_id, "1234567890");
+    assert_eq!(
+        by_auto.key, by_column.key,
+        "switching to auto sends nothing twice"
+    );
+    assert_eq!(by_auto.json, by_column.json);
+    assert_eq!(by_auto.account.as_deref(), Some("102290129340398"));
+
+    // Not asked yet: no key, no JSON, asked for by the mapper.
+    let pending = map_in(
+        &auto,
+        &known,
+        &set(row.clone(), "waba_id", "102290129340400"),
+    );
+    assert_eq!(pending.verdict, Verdict::Unresolved);
+    assert!(pending.key.is_none() && pending.json.is_none());
+    assert_eq!(pending.account.as_deref(), Some("102290129340400"));
+
+    // Known not to be known (offline): keyed within its account, no dataset shown.
+    let offline = map_in(
+        &auto,
+        &known,
+        &set(row.clone(), "waba_id", "102290129340399"),
+    );
+    assert_eq!(offline.verdict, Verdict::Valid);
+    assert_eq!(offline.identity.dataset_id, "");
+    assert!(offline.key.is_some() && offline.key != by_auto.key);
+
+    // An invalid row stays invalid, whatever its account.
+    let invalid = map_in(&auto, &known, &set(row, "occurred_at", "yesterday"));
+    assert_eq!(invalid.verdict, Verdict::Invalid);
+}

@@ -367,3 +367,87 @@ fn dataset_accounts_lists_every_account() {
     assert_eq!(c, 0, "{err}");
     assert_eq!(count(&lines, "found"), 298);
 }
+
+/// `--shard K/N`: the shards' reports together hold every row exactly once, by dataset (or,
+/// with `dataset_id: auto`, by business account); each summary names its shard.
+#[test]
+fn shards_split_the_rows_by_dataset_or_account() {
+    let w = Workdir::new();
+    w.copy("mappings/mixed.yaml");
+    w.copy("mappings/many-clients.yaml");
+    // Many datasets: each row's dataset is one of 40.
+    let csv: String = valid_csv(2_000, "sh")
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let l = if i == 0 {
+                l.to_string()
+            } else {
+                l.replacen(",123456789", &format!(",77{:02}", i % 40), 1)
+            };
+            format!("{l}\n")
+        })
+        .collect();
+    w.write("in.csv", &csv);
+    w.write("clients.csv", &many_clients_csv(3_000, "cl"));
+    for (mapping, input, rows) in [
+        ("mixed.yaml", "in.csv", 2_000),
+        ("many-clients.yaml", "clients.csv", 3_000),
+    ] {
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        let mut groups: std::collections::HashMap<String, usize> = Default::default();
+        for k in 0..3 {
+            let shard = format!("{k}/3");
+            let report = format!("r{k}.csv");
+            let out = w.run(&[
+                "validate",
+                "--mapping",
+                mapping,
+                "--now",
+                NOW,
+                "--shard",
+                &shard,
+                "--report",
+                &report,
+                "--summary-json",
+                "summary.json",
+                input,
+            ]);
+            assert!(code(&out) <= 1, "{}", stderr(&out));
+            let s: serde_json::Value = serde_json::from_str(&w.read("summary.json")).unwrap();
+            assert_eq!(s["shard"], shard.as_str());
+            let rows = report_rows(&w.read(&report));
+            assert_eq!(s["rows"], rows.len());
+            for r in &rows {
+                *seen.entry(r[1].to_string()).or_default() += 1;
+                // The group (dataset, or account) a row belongs to is in one shard only.
+                let group = if mapping == "mixed.yaml" {
+                    r[5].to_string()
+                } else {
+                    let i: usize = r[8][2..].parse().unwrap();
+                    client_accounts()[i % 300].1.clone()
+                };
+                let at = *groups.entry(group.clone()).or_insert(k);
+                assert_eq!(at, k, "{group} is in two shards");
+            }
+        }
+        assert_eq!(seen.len(), rows, "{mapping}: every row in one shard");
+        assert!(seen.values().all(|&n| n == 1));
+        let per: Vec<usize> = (0..3)
+            .map(|k| groups.values().filter(|&&s| s == k).count())
+            .collect();
+        assert!(per.iter().all(|&n| n > 0), "{mapping}: shards {per:?}");
+    }
+    for bad in ["3/3", "0/0", "1", "a/b", "1/-3"] {
+        let out = w.run(&[
+            "validate",
+            "--mapping",
+            "mixed.yaml",
+            "--shard",
+            bad,
+            "in.csv",
+        ]);
+        assert_eq!(code(&out), 2, "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("is not a shard"), "{}", stderr(&out));
+    }
+}
