@@ -5,7 +5,10 @@
 //! - validate a CSV of `BENCH_BIG_ROWS` (10,000,000) rows, for peak memory;
 //! - validate the same export as Parquet, `BENCH_PARQUET_ROWS` (1,000,000) rows;
 //! - send `BENCH_SEND_ROWS` (1,000,000) events to the emulator with no latency, with and without
-//!   the state ledger; and `BENCH_LATENCY_ROWS` (100,000) with 200 ms latency at concurrency 4, 16.
+//!   the state ledger;
+//! - send `BENCH_CLIENTS_ROWS` (1,000,000) events of `BENCH_CLIENTS` (700) client accounts per
+//!   channel, with a dataset column and with `dataset_id: auto` (every account looked up once);
+//! - send `BENCH_LATENCY_ROWS` (100,000) with 200 ms latency at concurrency 4, 16.
 //!
 //! Not a timed test: it asserts nothing about speed, it measures. Numbers go in README.md.
 //! validate and the ledger comparison report the best time of three runs (this is a shared
@@ -34,6 +37,12 @@ fn bin() -> PathBuf {
 
 /// A mixed export with the columns of mappings/mixed.yaml; ~2 % duplicates, ~3 % bad rows.
 fn generate(path: &Path, rows: usize) -> std::io::Result<u64> {
+    generate_for(path, rows, 0)
+}
+
+/// The same, with `clients` business accounts per channel (each its own dataset id in the
+/// dataset column) instead of one: the export of a partner serving many clients.
+fn generate_for(path: &Path, rows: usize, clients: usize) -> std::io::Result<u64> {
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     writeln!(
         w,
@@ -63,19 +72,38 @@ fn generate(path: &Path, rows: usize) -> std::io::Result<u64> {
         } else {
             format!("{}.{:02}", id % 500, id % 100)
         };
+        let (waba, page, ig, ds) = if clients == 0 {
+            (
+                "102290129340398".to_string(),
+                "109876543210987".to_string(),
+                "17841400123456789".to_string(),
+                ["1234567890".to_string(), "1234567891".into(), "1234567892".into()],
+            )
+        } else {
+            let c = (id / 3) % clients;
+            (
+                format!("1022{c:011}"),
+                format!("1098{c:011}"),
+                format!("1784{c:013}"),
+                [format!("770{c:07}"), format!("771{c:07}"), format!("772{c:07}")],
+            )
+        };
         match id % 3 {
             0 => writeln!(
                 w,
-                "WA,{stage},{ts},wa-{id},1234567890,102290129340398,ARAkLkA8rmlFeiCk-{id},,,,,user{id}@example.com,+55 11 9{:08},{amount},BRL,ORD-{id}",
+                "WA,{stage},{ts},wa-{id},{},{waba},ARAkLkA8rmlFeiCk-{id},,,,,user{id}@example.com,+55 11 9{:08},{amount},BRL,ORD-{id}",
+                ds[0],
                 id % 100_000_000
             )?,
             1 => writeln!(
                 w,
-                "FB,{stage},{ts},fb-{id},1234567891,,,109876543210987,67890{id:010},,,,,{amount},USD,ORD-{id}"
+                "FB,{stage},{ts},fb-{id},{},,,{page},67890{id:010},,,,,{amount},USD,ORD-{id}",
+                ds[1]
             )?,
             _ => writeln!(
                 w,
-                "IG,{stage},{ts},ig-{id},1234567892,,,,,17841400123456789,555{id:010},,,{amount},EUR,"
+                "IG,{stage},{ts},ig-{id},{},,,,,{ig},555{id:010},,,{amount},EUR,",
+                ds[2]
             )?,
         }
     }
@@ -333,6 +361,53 @@ fn main() {
                 if with_state { ", --state" } else { "" }
             );
         }
+    }
+
+    // Many clients: `dataset_id: auto` against a dataset column, same rows, same datasets count.
+    let clients_rows = env_usize("BENCH_CLIENTS_ROWS", 1_000_000);
+    let clients = env_usize("BENCH_CLIENTS", 700);
+    if clients_rows > 0 && clients > 0 {
+        let csv = d.join("clients.csv");
+        generate_for(&csv, clients_rows, clients).expect("generate clients input");
+        settle_disk();
+        let auto = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/many-clients.yaml");
+        for (name, m) in [("column", mapping), ("auto", auto.to_str().unwrap_or_default())] {
+            let r = best_of_three(|n| {
+                let record = d.join(format!("rec-{name}-{n}.jsonl"));
+                let emu = Emulator::start(&[], &record);
+                let args = [
+                    "send",
+                    "--mapping",
+                    m,
+                    "--now",
+                    NOW,
+                    "--endpoint",
+                    &emu.1,
+                    "--concurrency",
+                    "4",
+                    csv.to_str().unwrap_or_default(),
+                ];
+                let r = run(&args, &token, d);
+                let _ = std::fs::remove_file(&record);
+                r
+            });
+            let sent = r.summary["by_status"]["sent"].as_u64().unwrap_or(0);
+            println!(
+                "send      {:>10} rows  {:>10} sent  {:>6.2} s  {:>10.0} events/s  peak RSS {:>6.1} MB  ({} accounts, dataset_id: {name}{})",
+                r.rows,
+                sent,
+                r.secs,
+                sent as f64 / r.secs,
+                r.peak_rss_mb,
+                3 * clients,
+                if name == "auto" {
+                    format!(", {} looked up", r.summary["accounts"]["looked_up"])
+                } else {
+                    String::new()
+                }
+            );
+        }
+        let _ = std::fs::remove_file(csv);
     }
 
     let lat_rows = env_usize("BENCH_LATENCY_ROWS", 100_000);
