@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod clients;
+mod deploy;
 mod emulator;
 mod errors;
 mod hostile;
