@@ -77,7 +77,11 @@ fn generate_for(path: &Path, rows: usize, clients: usize) -> std::io::Result<u64
                 "102290129340398".to_string(),
                 "109876543210987".to_string(),
                 "17841400123456789".to_string(),
-                ["1234567890".to_string(), "1234567891".into(), "1234567892".into()],
+                [
+                    "1234567890".to_string(),
+                    "1234567891".into(),
+                    "1234567892".into(),
+                ],
             )
         } else {
             let c = (id / 3) % clients;
@@ -85,7 +89,11 @@ fn generate_for(path: &Path, rows: usize, clients: usize) -> std::io::Result<u64
                 format!("1022{c:011}"),
                 format!("1098{c:011}"),
                 format!("1784{c:013}"),
-                [format!("770{c:07}"), format!("771{c:07}"), format!("772{c:07}")],
+                [
+                    format!("770{c:07}"),
+                    format!("771{c:07}"),
+                    format!("772{c:07}"),
+                ],
             )
         };
         match id % 3 {
@@ -371,7 +379,10 @@ fn main() {
         generate_for(&csv, clients_rows, clients).expect("generate clients input");
         settle_disk();
         let auto = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/many-clients.yaml");
-        for (name, m) in [("column", mapping), ("auto", auto.to_str().unwrap_or_default())] {
+        for (name, m) in [
+            ("column", mapping),
+            ("auto", auto.to_str().unwrap_or_default()),
+        ] {
             let r = best_of_three(|n| {
                 let record = d.join(format!("rec-{name}-{n}.jsonl"));
                 let emu = Emulator::start(&[], &record);

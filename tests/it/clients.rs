@@ -19,15 +19,10 @@ fn a_denied_client_is_cut_off_and_the_others_go_on() {
         .record()
         .args(&["--deny-account", "^109876543210987$"])
         .start();
-    let out = w
-        .cmd(&[
-            "send",
-            "--mapping",
-            "mixed.yaml",
-            "--now",
-            NOW,
-            "--endpoint",
-            &emu.url,
+    let out = w.send(
+        "mixed.yaml",
+        &emu.url,
+        &[
             "--batch-size",
             "20",
             "--concurrency",
@@ -37,10 +32,8 @@ fn a_denied_client_is_cut_off_and_the_others_go_on() {
             "--summary-json",
             "summary.json",
             "in.csv",
-        ])
-        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let rows = report_rows(&w.read("r.csv"));
     assert_eq!(rows.len(), 600);
@@ -94,15 +87,10 @@ fn a_dead_token_still_stops_every_client() {
     w.copy("mappings/mixed.yaml");
     w.write("in.csv", &valid_csv(300, "tok"));
     let emu = Emulator::builder(&w).expire_token_after(1).start();
-    let out = w
-        .cmd(&[
-            "send",
-            "--mapping",
-            "mixed.yaml",
-            "--now",
-            NOW,
-            "--endpoint",
-            &emu.url,
+    let out = w.send(
+        "mixed.yaml",
+        &emu.url,
+        &[
             "--batch-size",
             "20",
             "--concurrency",
@@ -110,10 +98,8 @@ fn a_dead_token_still_stops_every_client() {
             "--report",
             "r.csv",
             "in.csv",
-        ])
-        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let st = statuses(&report_rows(&w.read("r.csv")));
     assert!(
@@ -174,13 +160,6 @@ fn account_of(event: &serde_json::Value) -> String {
 
 fn many_clients_send(w: &Workdir, url: &str, report: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
-        "send",
-        "--mapping",
-        "many-clients.yaml",
-        "--now",
-        NOW,
-        "--endpoint",
-        url,
         "--state",
         "state.db",
         "--concurrency",
@@ -192,10 +171,7 @@ fn many_clients_send(w: &Workdir, url: &str, report: &str, extra: &[&str]) -> st
     ];
     args.extend_from_slice(extra);
     args.push("in.csv");
-    w.cmd(&args)
-        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
-        .output()
-        .unwrap()
+    w.send("many-clients.yaml", url, &args)
 }
 
 /// 300 client accounts over three channels, 5 % without a dataset, 2 denied, 30,000 rows, with

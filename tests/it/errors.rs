@@ -465,20 +465,7 @@ fn a_refused_endpoint_is_refused_before_any_connection() {
         format!("http://127.0.0.1:{port}#x"),
     ];
     for endpoint in &refused {
-        let send = w
-            .cmd(&[
-                "send",
-                "--mapping",
-                "mixed.yaml",
-                "--now",
-                NOW,
-                "--endpoint",
-                endpoint,
-                "in.csv",
-            ])
-            .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
-            .output()
-            .unwrap();
+        let send = w.send("mixed.yaml", endpoint, &["in.csv"]);
         let dataset = w
             .cmd(&["dataset", "--page-id", "1", "--endpoint", endpoint])
             .env("MSGCAPI_ACCESS_TOKEN", TOKEN)

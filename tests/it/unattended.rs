@@ -20,15 +20,10 @@ fn the_report_is_one_physical_line_per_row_on_every_exit_path() {
     w.copy("mappings/mixed.yaml");
     for format in ["csv", "jsonl"] {
         let report = format!("report.{format}");
-        let out = w
-            .cmd(&[
-                "send",
-                "--mapping",
-                "mixed.yaml",
-                "--now",
-                NOW,
-                "--endpoint",
-                &emu.url,
+        let out = w.send(
+            "mixed.yaml",
+            &emu.url,
+            &[
                 "--batch-size",
                 "10",
                 "--concurrency",
@@ -40,10 +35,8 @@ fn the_report_is_one_physical_line_per_row_on_every_exit_path() {
                 "--summary-json",
                 "summary.json",
                 "in.csv",
-            ])
-            .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
-            .output()
-            .unwrap();
+            ],
+        );
         assert_eq!(code(&out), 3, "{}", stderr(&out));
         let text = w.read(&report);
         let header = usize::from(format == "csv");
@@ -139,15 +132,10 @@ fn a_run_that_ends_in_error_says_which_kind_in_its_summary() {
     let emu = Emulator::builder(&w).expire_token_after(1).start();
     w.write("in.csv", &one_dataset(&valid_csv(30, "k")));
     w.copy("mappings/mixed.yaml");
-    let out = w
-        .cmd(&[
-            "send",
-            "--mapping",
-            "mixed.yaml",
-            "--now",
-            NOW,
-            "--endpoint",
-            &emu.url,
+    let out = w.send(
+        "mixed.yaml",
+        &emu.url,
+        &[
             "--batch-size",
             "10",
             "--concurrency",
@@ -157,10 +145,8 @@ fn a_run_that_ends_in_error_says_which_kind_in_its_summary() {
             "--summary-json",
             "summary.json",
             "in.csv",
-        ])
-        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let s = summary(&w);
     assert_eq!(s["error"]["kind"], "auth", "{s}");
@@ -302,15 +288,10 @@ fn an_unreachable_endpoint_is_an_outage_that_stops_the_run() {
     w.write("in.csv", &valid_csv(20_000, "o"));
     let endpoint = format!("http://127.0.0.1:{}", free_port());
     let start = std::time::Instant::now();
-    let out = w
-        .cmd(&[
-            "send",
-            "--mapping",
-            "mixed.yaml",
-            "--now",
-            NOW,
-            "--endpoint",
-            &endpoint,
+    let out = w.send(
+        "mixed.yaml",
+        &endpoint,
+        &[
             "--max-outage",
             "3s",
             "--max-errors",
@@ -320,10 +301,8 @@ fn an_unreachable_endpoint_is_an_outage_that_stops_the_run() {
             "--summary-json",
             "summary.json",
             "in.csv",
-        ])
-        .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+        ],
+    );
     let took = start.elapsed();
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(took < std::time::Duration::from_secs(15), "took {took:?}");

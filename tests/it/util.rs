@@ -59,6 +59,31 @@ impl Workdir {
             .expect("run msgcapi")
     }
 
+    /// `msgcapi send --mapping MAPPING --now NOW --endpoint URL ARGS...` with the test token and
+    /// stdin closed, ready to run or spawn.
+    pub fn send_cmd(&self, mapping: &str, endpoint: &str, args: &[&str]) -> Command {
+        let mut c = self.cmd(&[
+            "send",
+            "--mapping",
+            mapping,
+            "--now",
+            NOW,
+            "--endpoint",
+            endpoint,
+        ]);
+        c.args(args)
+            .env("MSGCAPI_ACCESS_TOKEN", TOKEN)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// [`Workdir::send_cmd`], run to its end.
+    pub fn send(&self, mapping: &str, endpoint: &str, args: &[&str]) -> Output {
+        self.send_cmd(mapping, endpoint, args)
+            .output()
+            .expect("run send")
+    }
+
     /// Copies a file from the repository (e.g. `samples/mixed.csv`) into the work dir.
     pub fn copy(&self, rel: &str) -> PathBuf {
         let src = root().join(rel);
