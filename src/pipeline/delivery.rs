@@ -253,6 +253,26 @@ impl Delivery {
                 }
                 continue;
             }
+            // A shared ledger lets one run at a time send to a dataset.
+            if let Some(l) = self.ledger.as_mut() {
+                match l.claim_dataset(&batch.dataset_id) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        for ev in batch.events {
+                            book.settle(ev.tag, Outcome::DatasetBusy(&batch.dataset_id));
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        end.stop(Stop::StateUnwritable(format!(
+                            "cannot lock the dataset in the state ledger: {e}"
+                        )));
+                        self.halt(end);
+                        self.queue.push_front(batch);
+                        continue;
+                    }
+                }
+            }
             if !sending.sender.has_room() {
                 self.queue.push_front(batch);
                 return;

@@ -37,6 +37,8 @@ pub enum Outcome<'a> {
     Lost,
     /// Its dataset was cut off by a permission error (Meta's): not sent.
     CutOff(&'a GraphError),
+    /// Another run holds its dataset in the shared ledger (`Ledger::claim_dataset`): not sent.
+    DatasetBusy(&'a str),
 }
 
 impl Outcome<'_> {
@@ -85,6 +87,12 @@ impl Outcome<'_> {
             }
             Outcome::CutOff(error) => {
                 set(error.message.clone());
+                Status::NotAttempted
+            }
+            Outcome::DatasetBusy(dataset) => {
+                set(format!(
+                    "not sent: dataset {dataset} is being sent by another run (it holds the dataset's lock in the state ledger, or sent to it after this run started); rerun when that run is done"
+                ));
                 Status::NotAttempted
             }
             Outcome::Delivered(d, _) => match d {
