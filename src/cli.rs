@@ -240,12 +240,13 @@ pub struct StateArgs {
 /// as empty.
 #[derive(Debug, Subcommand)]
 pub enum StateCmd {
-    /// Count entries per state and dataset, and show the endpoint the file belongs to
+    /// Count entries per state and dataset, and accounts with their dataset remembered; show the
+    /// endpoint the ledger belongs to
     Stats {
         /// The state file or PostgreSQL URL (as given to `send --state`); opened read-only
         #[arg(long, value_name = "FILE|URL", value_parser = StateParser)]
         state: StateLocation,
-        /// Print JSON: endpoint, entries, acknowledged, in_flight, batches, by_dataset, ...
+        /// Print JSON: endpoint, entries, acknowledged, in_flight, batches, by_dataset, accounts, ...
         #[arg(long)]
         json: bool,
     },
@@ -274,7 +275,7 @@ pub enum StateCmd {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Import a CSV that `state export` wrote into a new or empty state file
+    /// Import a CSV that `state export` wrote into a new or empty state ledger
     ///
     /// Reads this msgcapi's export and the earlier, redb-based msgcapi's (without the endpoint
     /// column): the way to move a redb state file on. Rows are grouped back into their batch

@@ -182,7 +182,7 @@ impl Place {
         }
     }
 
-    /// What `--state` takes here: `path`, or `URL (or \`?schema=\`)`.
+    /// What a different `--state` would be: a `path`, or a `URL or ?schema=`.
     fn arg(&self) -> &'static str {
         if self.file {
             "path"
