@@ -484,6 +484,15 @@ fn lock_key(schema: &str, dataset: &str) -> i64 {
     h.digest() as i64
 }
 
+/// The lock that serializes the creation of one ledger: apart from every dataset's (a dataset id
+/// is text, which never holds the byte 0xff).
+fn creation_key(schema: &str) -> i64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::with_seed(0x6d73_6763_6c6f_636b);
+    h.update(schema.as_bytes());
+    h.update(&[0xff]);
+    h.digest() as i64
+}
+
 /// The schema's name quoted for SQL (names are checked when `--state` is parsed; quoting keeps
 /// that from mattering here).
 fn quote(name: &str) -> String {
@@ -548,7 +557,7 @@ fn create(c: &mut Client, url: &PgUrl, s: &str) -> Result<(), LedgerError> {
     let mut tx = c.transaction().map_err(pg)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1)",
-        &[&lock_key(url.schema(), "")],
+        &[&creation_key(url.schema())],
     )
     .map_err(pg)?;
     // Checked under the lock: another run may have created it meanwhile.
@@ -803,6 +812,11 @@ impl Errors<'_> {
                 if let Some(d) = db.detail() {
                     m.push_str(&format!(" ({d})"));
                 }
+                if *db.code() == ::postgres::error::SqlState::OUT_OF_MEMORY {
+                    m.push_str(
+                        "\n  hint: a run holds one lock per dataset it sends to, in PostgreSQL's lock table (max_locks_per_transaction × max_connections entries, 6,400 by default); raise `max_locks_per_transaction` for runs over thousands of datasets",
+                    );
+                }
                 self.db(m)
             }
             None => self.db(error_chain(x)),
@@ -852,5 +866,6 @@ mod tests {
         assert_ne!(k, lock_key("msgcapi", "78"));
         assert_ne!(k, lock_key("other", "77"));
         assert_ne!(lock_key("ab", "c"), lock_key("a", "bc"));
+        assert_ne!(creation_key("msgcapi"), lock_key("msgcapi", ""));
     }
 }
