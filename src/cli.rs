@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::ledger::StateLocation;
 use crate::report::ReportFormat;
 use crate::source::Format;
 use crate::time::{duration_arg, parse_now, positive_seconds_arg, seconds_arg};
@@ -98,9 +99,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "CODE")]
     pub test_event_code: Option<String>,
 
-    /// State ledger (remembers what Meta acknowledged across runs). validate reads it only
-    #[arg(long, value_name = "FILE")]
-    pub state: Option<PathBuf>,
+    /// State ledger (remembers what Meta acknowledged across runs): a file, or a PostgreSQL URL
+    /// `postgres://USER@HOST:PORT/DB[?schema=NAME]` (password from `PGPASSWORD` or
+    /// `~/.pgpass`). validate reads it only
+    #[arg(long, value_name = "FILE|URL", value_parser = StateParser)]
+    pub state: Option<StateLocation>,
 
     /// Make the mapping's warnings errors (e.g. a `custom_data` key that looks like a typo of a
     /// documented one, `orderid` for `order_id`)
@@ -260,25 +263,28 @@ pub struct StateArgs {
     pub cmd: StateCmd,
 }
 
-/// The `state` subcommands. The state file is SQLite, bound to the endpoint of its first `send`;
-/// `stats` and `export` only read it (read-only, and never while a `send` runs), `prune` and
-/// `import` write it. A damaged file is an error (exit 3), never read as empty.
+/// The `state` subcommands. The ledger is an SQLite file or a PostgreSQL schema
+/// (`postgres://...`), bound to the endpoint of its first `send`; `stats` and `export` only read
+/// it (a file read-only, and never while a `send` runs; PostgreSQL as of one moment, while
+/// sends run), `prune` and `import` write it. A damaged ledger is an error (exit 3), never read
+/// as empty.
 #[derive(Debug, Subcommand)]
 pub enum StateCmd {
-    /// Count entries per state and dataset, and show the endpoint the file belongs to
+    /// Count entries per state and dataset, and accounts with their dataset remembered; show the
+    /// endpoint the ledger belongs to
     Stats {
-        /// The state file (as given to `send --state`); opened read-only
-        #[arg(long, value_name = "FILE")]
-        state: PathBuf,
-        /// Print JSON: endpoint, entries, acknowledged, in_flight, batches, by_dataset, ...
+        /// The state file or PostgreSQL URL (as given to `send --state`); opened read-only
+        #[arg(long, value_name = "FILE|URL", value_parser = StateParser)]
+        state: StateLocation,
+        /// Print JSON: endpoint, entries, acknowledged, in_flight, batches, by_dataset, accounts, ...
         #[arg(long)]
         json: bool,
     },
     /// Remove entries older than Meta's 7-day window plus a margin (never sendable again)
     Prune {
-        /// The state file (as given to `send --state`); locked while pruning
-        #[arg(long, value_name = "FILE")]
-        state: PathBuf,
+        /// The state file (locked while pruning) or PostgreSQL URL, as given to `send --state`
+        #[arg(long, value_name = "FILE|URL", value_parser = StateParser)]
+        state: StateLocation,
         /// The clock: RFC 3339 or Unix seconds (default: now)
         #[arg(long, value_name = "TIME", value_parser = parse_now)]
         now: Option<i64>,
@@ -292,23 +298,23 @@ pub enum StateCmd {
     /// which Meta answered, or the batch was recorded while in flight), run_id, batch,
     /// fbtrace_id, endpoint. `state import` reads it back.
     Export {
-        /// The state file (as given to `send --state`); opened read-only
-        #[arg(long, value_name = "FILE")]
-        state: PathBuf,
+        /// The state file or PostgreSQL URL (as given to `send --state`); opened read-only
+        #[arg(long, value_name = "FILE|URL", value_parser = StateParser)]
+        state: StateLocation,
         /// Where to write the CSV (created mode 0600), or `-` for stdout
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Import a CSV that `state export` wrote into a new or empty state file
+    /// Import a CSV that `state export` wrote into a new or empty state ledger
     ///
     /// Reads this msgcapi's export and the earlier, redb-based msgcapi's (without the endpoint
     /// column): the way to move a redb state file on. Rows are grouped back into their batch
     /// records; acknowledged keys keep their trace id, in-flight keys stay in flight. The file
     /// belongs to the endpoint the CSV names, else to that of its next `send`.
     Import {
-        /// The state file to create or fill (it must hold no records yet)
-        #[arg(long, value_name = "FILE")]
-        state: PathBuf,
+        /// The state file or PostgreSQL URL to create or fill (it must hold no records yet)
+        #[arg(long, value_name = "FILE|URL", value_parser = StateParser)]
+        state: StateLocation,
         /// The exported CSV, or `-` for stdin
         #[arg(value_name = "CSV")]
         csv: PathBuf,
@@ -420,6 +426,30 @@ pub fn summary_json_in_argv() -> (Option<PathBuf>, &'static str) {
         }
     });
     (path, command)
+}
+
+/// `--state`: a file or a PostgreSQL URL. A refusal never shows the value given (a URL may
+/// hold a password), so clap's own "invalid value '...'" wording is not used.
+#[derive(Clone)]
+struct StateParser;
+
+impl clap::builder::TypedValueParser for StateParser {
+    type Value = StateLocation;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<StateLocation, clap::Error> {
+        let Some(s) = value.to_str() else {
+            return Ok(StateLocation::File(PathBuf::from(value)));
+        };
+        StateLocation::parse(s).map_err(|m| {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{m}\n"))
+                .with_cmd(cmd)
+        })
+    }
 }
 
 /// `--expiry-margin`: a duration under Meta's 7 days, in seconds.

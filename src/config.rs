@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cli::{DeliveryArgs, GraphArgs, RunArgs, SendArgs};
 use crate::error::{Error, Result};
 use crate::event::Rules;
+use crate::ledger::StateLocation;
 use crate::mapping::Plan;
 use crate::report::ReportFormat;
 use crate::secret::Secret;
@@ -99,7 +100,7 @@ pub struct RunConfig {
     /// `--progress` (`off` with `--quiet`) and `--progress-every`.
     pub progress: crate::report::ProgressMode,
     pub progress_every: Duration,
-    pub state: Option<PathBuf>,
+    pub state: Option<StateLocation>,
     /// `--resend-unknown` (send only).
     pub resend_unknown: bool,
     /// Set by SIGINT/SIGTERM; the run drains and reports every row.

@@ -10,9 +10,7 @@ use crate::ledger::{Ledger, LedgerError, Mode};
 pub fn run(args: StateArgs) -> Result<u8> {
     match args.cmd {
         StateCmd::Stats { state, json } => {
-            if !state.exists() {
-                return Err(LedgerError::Missing(state).into());
-            }
+            Ledger::must_exist(&state)?;
             let s = Ledger::open(&state, Mode::ReadOnly)?.stats()?;
             let mut out = String::new();
             if json {
@@ -26,11 +24,7 @@ pub fn run(args: StateArgs) -> Result<u8> {
                 };
                 out.push_str(&format!(
                     "{}: {} entries ({} acknowledged, {} in flight), {} bytes\n",
-                    state.display(),
-                    s.entries,
-                    s.acknowledged,
-                    s.in_flight,
-                    s.file_bytes
+                    state, s.entries, s.acknowledged, s.in_flight, s.file_bytes
                 ));
                 out.push_str(&match s.endpoint.as_deref() {
                     Some("emulator") => {
@@ -39,6 +33,12 @@ pub fn run(args: StateArgs) -> Result<u8> {
                     Some(e) => format!("endpoint: {e}\n"),
                     None => "endpoint: none yet (the next `send` records its own)\n".to_string(),
                 });
+                if s.accounts > 0 {
+                    out.push_str(&format!(
+                        "accounts: {} with their dataset remembered\n",
+                        s.accounts
+                    ));
+                }
                 if s.entries > 0 {
                     out.push_str(&format!(
                         "events from {} to {}\n",
@@ -54,9 +54,7 @@ pub fn run(args: StateArgs) -> Result<u8> {
             Ok(exit::OK)
         }
         StateCmd::Prune { state, now, margin } => {
-            if !state.exists() {
-                return Err(LedgerError::Missing(state).into());
-            }
+            Ledger::must_exist(&state)?;
             let now = crate::time::now_or_clock(now);
             let n = Ledger::open(&state, Mode::ReadWrite)?
                 .prune(now, crate::capi::MAX_AGE_SECS + margin)?;
@@ -64,9 +62,7 @@ pub fn run(args: StateArgs) -> Result<u8> {
             Ok(exit::OK)
         }
         StateCmd::Export { state, file } => {
-            if !state.exists() {
-                return Err(LedgerError::Missing(state).into());
-            }
+            Ledger::must_exist(&state)?;
             let l = Ledger::open_for_export(&state)?;
             // A write that fails is the output's fault (a closed pipe is a normal end), not the
             // state file's.
@@ -105,8 +101,7 @@ pub fn run(args: StateArgs) -> Result<u8> {
                 Ledger::import_csv(&state, &mut std::io::BufReader::new(f), &name)?
             };
             eprintln!(
-                "imported {n} entries into `{}`; it takes the endpoint of its next `send` unless the CSV named one",
-                state.display()
+                "imported {n} entries into `{state}`; it takes the endpoint of its next `send` unless the CSV named one"
             );
             Ok(exit::OK)
         }

@@ -1,6 +1,8 @@
-//! The state ledger (`--state FILE`): what Meta acknowledged across runs, so overlapping exports
-//! and reruns never double count. One SQLite file, one writer at a time (a second run fails at
-//! once instead of waiting), bound to the endpoint it delivers to.
+//! The state ledger (`--state FILE` or `--state postgres://...`): what Meta acknowledged across
+//! runs, so overlapping exports and reruns never double count. One SQLite file with one writer at
+//! a time (a second run fails at once instead of waiting), or a PostgreSQL schema shared by
+//! concurrent runs, each holding a lock per dataset it sends to; bound to the endpoint it
+//! delivers to.
 //!
 //! Lifecycle of a key (the run's 128-bit dedup key, which includes the dataset id):
 //! absent → `InFlight` (durably, before the batch is sent) → `Acknowledged` (Meta answered) or
@@ -13,13 +15,19 @@
 //! placed page write per event, where a batch record is one sequential insert. The per-key index
 //! lives in memory, rebuilt at open from the records (the file is pruned to Meta's 7-day window).
 //!
+//! - `location.rs`: `--state` parsed ([`StateLocation`]), and URLs without their password;
 //! - `record.rs` (pure): the records' bytes, their checksums and the seal;
-//! - `sqlite.rs`: the one [`Store`] today: SQLite, its journal mode, locking and recovery;
-//! - here: opening (marker, lock, endpoint binding), the index, import and export.
+//! - `sqlite.rs`: the file [`Store`]: SQLite, its journal mode, locking and recovery;
+//! - `postgres.rs`: the PostgreSQL [`Store`]: schema versioning, the seal under a row lock,
+//!   per-dataset advisory locks;
+//! - here: opening (marker, lock, endpoint binding), the index, the account → dataset cache,
+//!   import and export.
 //!
 //! **Invariant:** a damaged file is an error, never a gap: every record is checked against its
 //! checksum and all of them against the seal (count and hash) before anything is answered.
 
+mod location;
+mod postgres;
 mod record;
 mod sqlite;
 #[cfg(test)]
@@ -30,7 +38,11 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use record::{KeyRef, Settled, decode_batch, decode_settled, encode_batch, encode_settled};
+pub use location::{PgUrl, StateLocation, redact};
+use record::{
+    AccountRef, KeyRef, Settled, decode_account, decode_batch, decode_settled, encode_account,
+    encode_batch, encode_settled,
+};
 
 use crate::sink::Endpoint;
 
@@ -138,6 +150,55 @@ impl fmt::Display for Binding {
     }
 }
 
+/// What an error calls a ledger: ``state file `s.db` `` or ``PostgreSQL ledger
+/// `postgres://user@host/db` `` (never with a password).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    text: String,
+    file: bool,
+}
+
+impl Place {
+    pub fn file(path: &Path) -> Place {
+        Place {
+            text: format!("state file `{}`", path.display()),
+            file: true,
+        }
+    }
+
+    pub fn postgres(shown: &str) -> Place {
+        Place {
+            text: format!("PostgreSQL ledger `{shown}`"),
+            file: false,
+        }
+    }
+
+    /// `a state file`, `a PostgreSQL ledger`.
+    fn noun(&self) -> &'static str {
+        if self.file {
+            "a state file"
+        } else {
+            "a PostgreSQL ledger"
+        }
+    }
+
+    /// What a different `--state` would be: a `path`, or a `URL or ?schema=`.
+    fn arg(&self) -> &'static str {
+        if self.file {
+            "path"
+        } else {
+            "URL or `?schema=`"
+        }
+    }
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A ledger's errors; `at` is the ledger as messages call it ([`Place`]).
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error(
@@ -145,62 +206,65 @@ pub enum LedgerError {
     )]
     Locked(PathBuf),
     #[error(
-        "state file `{path}` is not an msgcapi ledger ({why}); it was left untouched\n  hint: pass a different `--state` path"
+        "{at} is not an msgcapi ledger ({why}); it was left untouched\n  hint: pass a different `--state` {arg}",
+        arg = .at.arg()
     )]
-    Foreign { path: PathBuf, why: String },
+    Foreign { at: Place, why: String },
     #[error(
-        "state file `{path}` was written by a newer msgcapi (ledger format {found}; this build reads format {format}); it was left untouched\n  hint: upgrade msgcapi, or pass a different `--state` path",
-        format = sqlite::FORMAT
+        "{at} was written by a newer msgcapi (ledger format {found}; this build reads format {reads}); it was left untouched\n  hint: upgrade msgcapi, or pass a different `--state` {arg}",
+        arg = .at.arg()
     )]
-    Newer { path: PathBuf, found: i32 },
+    Newer { at: Place, found: i64, reads: i64 },
     #[error(
         "state file `{0}` is a ledger of an earlier msgcapi (a redb file); this msgcapi keeps its ledger in SQLite, so it was left untouched\n  hint: export it with the earlier msgcapi (`msgcapi state export --state {0} old.csv`), then `msgcapi state import --state {new} old.csv`, and pass `--state {new}` from then on",
         new = successor(.0).display()
     )]
     Redb(PathBuf),
     #[error(
-        "state file `{path}` is damaged ({why}); it was left untouched\n  hint: restore it from a backup; starting over with a new `--state` path forgets what was sent, so events of the last 7 days could be sent twice"
+        "{at} is damaged ({why}); it was left untouched\n  hint: restore it from a backup; starting over with a new `--state` {arg} forgets what was sent, so events of the last 7 days could be sent twice",
+        arg = .at.arg()
     )]
-    Corrupt { path: PathBuf, why: String },
+    Corrupt { at: Place, why: String },
     #[error(
         "state file `{path}` was left by a killed run and needs recovery, which only `msgcapi send` does ({message}); it was left untouched\n  hint: the next `msgcapi send --state {path}` recovers it first (nothing acknowledged is lost); read it after that"
     )]
     NeedsRecovery { path: PathBuf, message: String },
     #[error(
-        "state file `{path}` belongs to {file}; this run sends to {run}\n  hint: a state file remembers what one endpoint acknowledged; give each endpoint its own, e.g. `--state {example}`"
+        "{at} belongs to {file}; this run sends to {run}\n  hint: {noun} remembers what one endpoint acknowledged; give each endpoint its own, e.g. `--state {example}`",
+        noun = .at.noun()
     )]
     OtherEndpoint {
-        path: PathBuf,
+        at: Place,
         file: String,
         run: String,
         example: String,
     },
     #[error(
-        "cannot import into state file `{0}`: it already holds records\n  hint: import into a new file, e.g. `--state new.sqlite`"
+        "cannot import into {at}: it already holds records\n  hint: import into a new one, e.g. `--state {example}`"
     )]
-    NotEmpty(PathBuf),
+    NotEmpty { at: Place, example: String },
     #[error(
         "cannot import `{csv}`, line {line}: {why}\n  hint: `state import` reads what `msgcapi state export` writes, a header `{header}` and one row per key",
         header = EXPORT_COLUMNS.join(",")
     )]
     Import { csv: String, line: u64, why: String },
-    #[error("state file `{0}` does not exist")]
-    Missing(PathBuf),
-    /// Where an export goes cannot be written (a closed pipe, a full disk): not the state
-    /// file's fault.
+    #[error("{0} does not exist")]
+    Missing(Place),
+    /// Where an export goes cannot be written (a closed pipe, a full disk): not the ledger's
+    /// fault.
     #[error("cannot write the export: {0}")]
     Output(std::io::Error),
-    #[error("state file `{path}`: {message}")]
-    Db { path: PathBuf, message: String },
+    #[error("{at}: {message}")]
+    Db { at: Place, message: String },
 }
 
 impl LedgerError {
-    /// The command line asks for something the file refuses (exit 2), rather than the file
+    /// The command line asks for something the ledger refuses (exit 2), rather than the ledger
     /// being unusable (exit 3).
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            LedgerError::OtherEndpoint { .. } | LedgerError::NotEmpty(_)
+            LedgerError::OtherEndpoint { .. } | LedgerError::NotEmpty { .. }
         )
     }
 }
@@ -224,32 +288,81 @@ struct Change<'a> {
     settled: &'a [(u64, Vec<u8>)],
     /// Records removed, with their settlements.
     removed: &'a [u64],
-    /// The endpoint binding, when the file gets one.
+    /// The endpoint binding, when the ledger gets one.
     endpoint: Option<&'a str>,
+    /// Account records, each replacing any earlier one of its (channel, account id).
+    accounts: &'a [AccountBody],
 }
 
-/// Called by [`Store::load`] with each batch record: (record id, body, its settlement's body).
-type Visit<'v> = dyn FnMut(u64, &[u8], Option<&[u8]>) -> Result<(), LedgerError> + 'v;
+/// An account record to write: its key and its body (`record::encode_account`).
+#[derive(Clone, Debug)]
+struct AccountBody {
+    channel: String,
+    account_id: String,
+    body: Vec<u8>,
+}
 
-/// What the ledger needs of a storage backend. SQLite (`sqlite.rs`) is the one today; a backend
-/// keeps the records' bytes and checksums and the seal (`record.rs`), one writer at a time.
+/// What [`Store::load`] hands over, each record checked against its checksum.
+enum Loaded<'b> {
+    /// A batch record with its settlement's body, in id order.
+    Batch {
+        id: u64,
+        body: &'b [u8],
+        settled: Option<&'b [u8]>,
+    },
+    /// An account record (its key columns already checked against its body).
+    Account(&'b [u8]),
+}
+
+/// Called by [`Store::load`] with each record.
+type Visit<'v> = dyn FnMut(Loaded<'_>) -> Result<(), LedgerError> + 'v;
+
+/// What the ledger needs of a storage backend: SQLite (`sqlite.rs`) and PostgreSQL
+/// (`postgres.rs`). A backend keeps the records' bytes and checksums and the seal
+/// (`record.rs`).
 trait Store {
-    /// The endpoint record, checked against its checksum; `None` if the file has none yet.
+    /// The endpoint record, checked against its checksum; `None` if the ledger has none yet.
     fn endpoint(&mut self) -> Result<Option<String>, LedgerError>;
-    /// Every batch record in id order with its settlement, each checked against its checksum,
-    /// all against the seal (an error after the last one if they do not add up).
+    /// Every account record, then every batch record in id order with its settlement, each
+    /// checked against its checksum, all against the seal (an error after the last one if they
+    /// do not add up).
     fn load(&mut self, visit: &mut Visit<'_>) -> Result<(), LedgerError>;
     /// Writes `change` in one durable transaction (synced before this returns).
     fn commit(&mut self, change: &Change<'_>) -> Result<(), LedgerError>;
+    /// `n` fresh record ids, returning the first; `next` is the id after every record this
+    /// ledger knows. A store with one writer at a time takes `next` as it is; one shared by
+    /// concurrent runs hands out ids of its own.
+    fn reserve(&mut self, _n: u64, next: u64) -> Result<u64, LedgerError> {
+        Ok(next)
+    }
+    /// This run's right to send to `dataset` until it ends (see [`Ledger::claim_dataset`]).
+    /// A store with one writer at a time always grants it.
+    fn claim(&mut self, _dataset: &str) -> Result<bool, LedgerError> {
+        Ok(true)
+    }
+    /// What the ledger takes on disk, when the store knows better than the file's size.
+    fn bytes(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 /// Runs a storage call that might panic on a damaged file and turns the panic into an error:
-/// nothing a file holds may abort a run. (SQLite reports damage as errors; this is a backstop.)
-fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, LedgerError>) -> Result<T, LedgerError> {
+/// nothing a ledger holds may abort a run. (SQLite and PostgreSQL report damage as errors; this
+/// is a backstop.)
+fn guarded<T>(
+    at: &StateLocation,
+    f: impl FnOnce() -> Result<T, LedgerError>,
+) -> Result<T, LedgerError> {
     crate::panic::guarded(f).unwrap_or_else(|why| {
-        Err(LedgerError::Corrupt {
-            path: path.to_path_buf(),
-            why,
+        Err(match at {
+            StateLocation::File(_) => LedgerError::Corrupt {
+                at: at.describe(),
+                why,
+            },
+            StateLocation::Postgres(_) => LedgerError::Db {
+                at: at.describe(),
+                message: format!("the PostgreSQL client failed: {why}"),
+            },
         })
     })
 }
@@ -300,7 +413,21 @@ pub struct LedgerStats {
     pub by_dataset: std::collections::BTreeMap<String, u64>,
     pub oldest_event_time: Option<i64>,
     pub newest_event_time: Option<i64>,
+    /// The file's size; in PostgreSQL, the size of the ledger's tables.
     pub file_bytes: u64,
+    /// Business accounts whose dataset the ledger remembers, whatever their age.
+    pub accounts: u64,
+}
+
+/// A business account's dataset, as the Dataset API answered it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountDataset {
+    /// `whatsapp`, `messenger` or `instagram`.
+    pub channel: String,
+    pub account_id: String,
+    pub dataset_id: String,
+    /// Unix seconds, wall clock.
+    pub resolved_at: i64,
 }
 
 /// The columns `state export` writes and `state import` reads (an export of the earlier, redb
@@ -329,9 +456,10 @@ struct Opening<'a> {
 }
 
 pub struct Ledger {
-    path: PathBuf,
-    /// The writer's store (`Mode::ReadWrite`): holds the file's lock for the run. A reader
-    /// closes the file once the index is loaded, so it never keeps a writer out.
+    at: StateLocation,
+    /// The writer's store (`Mode::ReadWrite`): holds the file's lock for the run (SQLite), or
+    /// the connection and its dataset locks (PostgreSQL). A reader closes the store once the
+    /// index is loaded, so it never keeps a writer out.
     store: Option<Box<dyn Store>>,
     binding: Option<Binding>,
     /// key → (record id, event_time)
@@ -342,6 +470,14 @@ pub struct Ledger {
     mine: HashMap<(String, u64), u64>,
     /// Settlements not yet written: they ride along with the next durable transaction.
     pending: Vec<(u64, Vec<u8>)>,
+    /// Every account's dataset known, sorted by (channel, account id).
+    accounts: Vec<AccountDataset>,
+    /// Account records not yet written: like `pending`.
+    pending_accounts: Vec<AccountBody>,
+    /// Datasets this run asked to send to, and whether it may ([`Ledger::claim_dataset`]).
+    claims: HashMap<String, bool>,
+    /// The store's own idea of its size (PostgreSQL), taken at open.
+    bytes: Option<u64>,
     /// Unix seconds now: the wall clock (tests pin it).
     clock: fn() -> i64,
 }
@@ -351,22 +487,24 @@ fn wall_clock() -> i64 {
 }
 
 impl Ledger {
-    /// Opens the ledger at `path`.
+    /// Opens the ledger at `at`.
     ///
-    /// `ReadWrite` creates the file if it is missing (whole, mode 0600), recovers a file left by
-    /// a killed writer, and holds the file's lock until the ledger is dropped: a second writer,
-    /// or a reader, in this process or another, fails at once with [`LedgerError::Locked`].
+    /// `ReadWrite` creates the ledger if it is missing (a file whole, mode 0600; a PostgreSQL
+    /// schema and its tables), recovers a file left by a killed writer, and holds a file's lock
+    /// until the ledger is dropped: a second writer, or a reader, in this process or another,
+    /// fails at once with [`LedgerError::Locked`]. A PostgreSQL ledger takes concurrent writers:
+    /// they are kept apart per dataset ([`Ledger::claim_dataset`]).
     ///
-    /// `ReadOnly` never creates the file (a missing file is an empty ledger) and never writes
-    /// anything: it opens the file read-only, loads the index and closes it. A file that needs
+    /// `ReadOnly` never creates anything (a missing ledger is an empty one) and never writes
+    /// anything: it loads the index and closes the file or connection. A file that needs
     /// recovery is an error ([`LedgerError::NeedsRecovery`]): only `send` recovers.
     ///
     /// Anything that is not our ledger (not SQLite, SQLite without our marker, a newer format, a
-    /// redb file of an earlier msgcapi) or is damaged is an error; the file is left
-    /// byte-identical.
-    pub fn open(path: &Path, mode: Mode) -> Result<Ledger, LedgerError> {
+    /// redb file of an earlier msgcapi, a schema with other tables) or is damaged is an error;
+    /// it is left untouched.
+    pub fn open(at: &StateLocation, mode: Mode) -> Result<Ledger, LedgerError> {
         Self::open_with(
-            path,
+            at,
             Opening {
                 writer: mode == Mode::ReadWrite,
                 ..Opening::default()
@@ -374,16 +512,16 @@ impl Ledger {
         )
     }
 
-    /// Opens the ledger for `send` to `endpoint` (`emulator`: `send --emulator`). A file bound
+    /// Opens the ledger for `send` to `endpoint` (`emulator`: `send --emulator`). A ledger bound
     /// to another endpoint is refused before its records are read
-    /// ([`LedgerError::OtherEndpoint`]); a file without a binding takes this one.
+    /// ([`LedgerError::OtherEndpoint`]); a ledger without a binding takes this one.
     pub fn open_to_send(
-        path: &Path,
+        at: &StateLocation,
         endpoint: &Endpoint,
         emulator: bool,
     ) -> Result<Ledger, LedgerError> {
         Self::open_with(
-            path,
+            at,
             Opening {
                 writer: true,
                 sends_to: Some((endpoint, emulator)),
@@ -393,9 +531,9 @@ impl Ledger {
     }
 
     /// A reader that keeps every key's event id, for `export_csv`.
-    pub fn open_for_export(path: &Path) -> Result<Ledger, LedgerError> {
+    pub fn open_for_export(at: &StateLocation) -> Result<Ledger, LedgerError> {
         Self::open_with(
-            path,
+            at,
             Opening {
                 event_ids: true,
                 ..Opening::default()
@@ -403,9 +541,23 @@ impl Ledger {
         )
     }
 
-    fn empty(path: &Path) -> Ledger {
+    /// [`LedgerError::Missing`] unless a ledger exists at `at` (`state stats|export|prune`
+    /// want one). For PostgreSQL this connects once and looks.
+    pub fn must_exist(at: &StateLocation) -> Result<(), LedgerError> {
+        let exists = match at {
+            StateLocation::File(p) => p.exists(),
+            StateLocation::Postgres(u) => guarded(at, || postgres::Postgres::exists(u))?,
+        };
+        if exists {
+            Ok(())
+        } else {
+            Err(LedgerError::Missing(at.describe()))
+        }
+    }
+
+    fn empty(at: &StateLocation) -> Ledger {
         Ledger {
-            path: path.to_path_buf(),
+            at: at.clone(),
             store: None,
             binding: None,
             index: HashMap::default(),
@@ -413,16 +565,31 @@ impl Ledger {
             next_id: 1,
             mine: HashMap::new(),
             pending: Vec::new(),
+            accounts: Vec::new(),
+            pending_accounts: Vec::new(),
+            claims: HashMap::new(),
+            bytes: None,
             clock: wall_clock,
         }
     }
 
-    fn open_with(path: &Path, o: Opening<'_>) -> Result<Ledger, LedgerError> {
-        let mut ledger = Ledger::empty(path);
-        let Some(mut store) = guarded(path, || sqlite::Sqlite::open(path, o.writer))? else {
+    fn open_store(at: &StateLocation, writer: bool) -> Result<Option<Box<dyn Store>>, LedgerError> {
+        Ok(match at {
+            StateLocation::File(p) => {
+                sqlite::Sqlite::open(p, writer)?.map(|s| Box::new(s) as Box<dyn Store>)
+            }
+            StateLocation::Postgres(u) => {
+                postgres::Postgres::open(u, writer)?.map(|s| Box::new(s) as Box<dyn Store>)
+            }
+        })
+    }
+
+    fn open_with(at: &StateLocation, o: Opening<'_>) -> Result<Ledger, LedgerError> {
+        let mut ledger = Ledger::empty(at);
+        let Some(mut store) = guarded(at, || Self::open_store(at, o.writer))? else {
             return Ok(ledger);
         };
-        let stored = guarded(path, || store.endpoint())?;
+        let stored = guarded(at, || store.endpoint())?;
         ledger.binding = match stored.as_deref().map(|s| (s, Binding::decode(s))) {
             None => None,
             Some((_, Some(b))) => Some(b),
@@ -438,14 +605,23 @@ impl Ledger {
         {
             return Err(ledger.other_endpoint(file, run, endpoint));
         }
-        guarded(path, || {
-            store.load(&mut |id, body, settled| ledger.replay(id, body, settled, o.event_ids))
+        guarded(at, || {
+            store.load(&mut |loaded| match loaded {
+                Loaded::Batch { id, body, settled } => {
+                    ledger.replay(id, body, settled, o.event_ids)
+                }
+                Loaded::Account(body) => ledger.replay_account(body),
+            })
         })?;
+        ledger
+            .accounts
+            .sort_by(|a, b| (&a.channel, &a.account_id).cmp(&(&b.channel, &b.account_id)));
+        ledger.bytes = store.bytes();
         if let Some((_, run)) = run
             && ledger.binding.is_none()
         {
             let body = run.encode();
-            guarded(path, || {
+            guarded(at, || {
                 store.commit(&Change {
                     endpoint: Some(&body),
                     ..Change::default()
@@ -454,7 +630,7 @@ impl Ledger {
             ledger.binding = Some(run);
         }
         if o.writer {
-            ledger.store = Some(Box::new(store));
+            ledger.store = Some(store);
         }
         Ok(ledger)
     }
@@ -464,35 +640,66 @@ impl Ledger {
             Binding::Emulator => format!("the emulator ({endpoint})"),
             Binding::Url { .. } => run.to_string(),
         };
-        let stem = self
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "state".into());
-        let example = match run {
-            Binding::Emulator => format!("{stem}-emulator.sqlite"),
-            Binding::Url { host, .. } => format!("{stem}-{host}.sqlite"),
+        let suffix = match run {
+            Binding::Emulator => "emulator",
+            Binding::Url { host, .. } => host.as_str(),
+        };
+        let example = match &self.at {
+            StateLocation::File(path) => {
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "state".into());
+                path.with_file_name(format!("{stem}-{suffix}.sqlite"))
+                    .display()
+                    .to_string()
+            }
+            StateLocation::Postgres(u) => {
+                let tail: String = suffix
+                    .chars()
+                    .map(|c| match c.to_ascii_lowercase() {
+                        c @ ('a'..='z' | '0'..='9') => c,
+                        _ => '_',
+                    })
+                    .collect();
+                let mut schema = format!("{}_{tail}", u.schema());
+                schema.truncate(63);
+                u.with_schema(&schema).shown().to_string()
+            }
         };
         LedgerError::OtherEndpoint {
-            path: self.path.clone(),
+            at: self.at.describe(),
             file: file.to_string(),
             run: run_text,
-            example: self.path.with_file_name(example).display().to_string(),
+            example,
         }
     }
 
     fn corrupt(&self, why: impl Into<String>) -> LedgerError {
         LedgerError::Corrupt {
-            path: self.path.clone(),
+            at: self.at.describe(),
             why: why.into(),
         }
     }
 
     fn err(&self, message: impl fmt::Display) -> LedgerError {
         LedgerError::Db {
-            path: self.path.clone(),
+            at: self.at.describe(),
             message: message.to_string(),
         }
+    }
+
+    /// Adds one stored account record (its checksum and key already checked by the store).
+    fn replay_account(&mut self, body: &[u8]) -> Result<(), LedgerError> {
+        let a = decode_account(body)
+            .ok_or_else(|| self.corrupt("an account record does not decode"))?;
+        self.accounts.push(AccountDataset {
+            channel: a.channel.to_string(),
+            account_id: a.account_id.to_string(),
+            dataset_id: a.dataset_id.to_string(),
+            resolved_at: a.resolved_at,
+        });
+        Ok(())
     }
 
     /// Adds one stored record to the index (records come oldest first: a later one wins).
@@ -574,27 +781,102 @@ impl Ledger {
         Ok(keys.iter().map(|k| self.entry(*k)).collect())
     }
 
-    /// The endpoint this file delivers to (`None` until its first `send`).
+    /// The endpoint this ledger delivers to (`None` until its first `send`).
     pub fn binding(&self) -> Option<&Binding> {
         self.binding.as_ref()
     }
 
-    /// One durable transaction; the pending settlements ride along.
+    /// Where the ledger is.
+    pub fn location(&self) -> &StateLocation {
+        &self.at
+    }
+
+    /// One durable transaction; the pending settlements and account records ride along.
     fn commit(&mut self, batches: &[(u64, Vec<u8>)], removed: &[u64]) -> Result<(), LedgerError> {
-        let path = self.path.clone();
         let Some(store) = self.store.as_mut() else {
             return Err(self.err("opened read-only"));
         };
-        let pending = &self.pending;
-        guarded(&path, || {
+        let (pending, accounts) = (&self.pending, &self.pending_accounts);
+        guarded(&self.at, || {
             store.commit(&Change {
                 batches,
                 settled: pending,
                 removed,
                 endpoint: None,
+                accounts,
             })
         })?;
         self.pending.clear();
+        self.pending_accounts.clear();
+        Ok(())
+    }
+
+    /// `n` fresh record ids: the first.
+    fn reserve(&mut self, n: u64) -> Result<u64, LedgerError> {
+        let next = self.next_id;
+        let Some(store) = self.store.as_mut() else {
+            return Err(self.err("opened read-only"));
+        };
+        let first = guarded(&self.at, || store.reserve(n, next))?;
+        self.next_id = self.next_id.max(first.saturating_add(n));
+        Ok(first)
+    }
+
+    /// May this run send to `dataset_id`? Asked before the first batch to a dataset; the
+    /// answer holds for the rest of the run (asking again costs nothing).
+    ///
+    /// A file ledger has one writer at a time: always yes. A PostgreSQL ledger is shared by
+    /// concurrent runs, and two runs that could send the same key must never send at the same
+    /// time: yes takes the dataset's advisory lock, held until this ledger is dropped (or its
+    /// process dies). No when another run holds it, and also when another run recorded a
+    /// batch to the dataset, or an answer for one, after this ledger was loaded: this run's
+    /// view of the dataset is stale, so its rows could be sent twice. Either way the rows are
+    /// left to a later run (`not_attempted`).
+    pub fn claim_dataset(&mut self, dataset_id: &str) -> Result<bool, LedgerError> {
+        if let Some(ok) = self.claims.get(dataset_id) {
+            return Ok(*ok);
+        }
+        let ok = match self.store.as_mut() {
+            Some(store) => guarded(&self.at, || store.claim(dataset_id))?,
+            None => true,
+        };
+        self.claims.insert(dataset_id.to_string(), ok);
+        Ok(ok)
+    }
+
+    /// Every account's dataset this ledger knows, whatever its age (one per client account:
+    /// small), sorted by channel and account id. Loaded at open.
+    pub fn account_datasets(&self) -> &[AccountDataset] {
+        &self.accounts
+    }
+
+    /// Remembers (or refreshes) accounts' datasets: an entry replaces the one of its channel
+    /// and account id. Durable with the next commit, or [`Ledger::flush`]. A reader refuses.
+    pub fn remember_datasets(&mut self, items: &[AccountDataset]) -> Result<(), LedgerError> {
+        if self.store.is_none() {
+            return Err(self.err("opened read-only"));
+        }
+        for a in items {
+            let body = encode_account(AccountRef {
+                channel: &a.channel,
+                account_id: &a.account_id,
+                dataset_id: &a.dataset_id,
+                resolved_at: a.resolved_at,
+            });
+            self.pending_accounts.retain(|p| {
+                (p.channel.as_str(), p.account_id.as_str()) != (&a.channel, &a.account_id)
+            });
+            self.pending_accounts.push(AccountBody {
+                channel: a.channel.clone(),
+                account_id: a.account_id.clone(),
+                body,
+            });
+            let key = |x: &AccountDataset| (x.channel.clone(), x.account_id.clone());
+            match self.accounts.binary_search_by_key(&key(a), key) {
+                Ok(i) => self.accounts[i] = a.clone(),
+                Err(i) => self.accounts.insert(i, a.clone()),
+            }
+        }
         Ok(())
     }
 
@@ -606,8 +888,12 @@ impl Ledger {
         batch: u64,
         keys: &[NewKey<'_>],
     ) -> Result<(), LedgerError> {
-        let id = self.next_id;
         let dataset_id = keys.first().map(|k| k.dataset_id).unwrap_or_default();
+        // The lock is the ledger's to enforce: no record, so no request, without it.
+        if !self.claim_dataset(dataset_id)? {
+            return Err(self.err(format!("dataset {dataset_id} is being sent by another run")));
+        }
+        let id = self.reserve(1)?;
         let now = (self.clock)();
         let body = encode_batch(
             run_id,
@@ -621,7 +907,6 @@ impl Ledger {
             }),
         );
         self.commit(&[(id, body)], &[])?;
-        self.next_id += 1;
         // The in-memory index answers for earlier runs only: within a run the dedup table already
         // sees every key once, so this run's keys need no index entry (the next open replays them).
         let max_t = keys.iter().map(|k| k.event_time).max().unwrap_or(i64::MIN);
@@ -691,7 +976,7 @@ impl Ledger {
 
     /// Writes the pending settlements (every other write is durable when it returns).
     pub fn flush(&mut self) -> Result<(), LedgerError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.pending_accounts.is_empty() {
             return Ok(());
         }
         self.commit(&[], &[])
@@ -707,7 +992,7 @@ impl Ledger {
             .filter(|(_, r)| r.max_event_time < cutoff)
             .map(|(id, _)| *id)
             .collect();
-        if old.is_empty() && self.pending.is_empty() {
+        if old.is_empty() && self.pending.is_empty() && self.pending_accounts.is_empty() {
             return Ok(0);
         }
         old.sort_unstable();
@@ -726,10 +1011,16 @@ impl Ledger {
     }
 
     pub fn stats(&self) -> Result<LedgerStats, LedgerError> {
+        let file_bytes = match (&self.at, self.bytes) {
+            (_, Some(b)) => b,
+            (StateLocation::File(p), None) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            (StateLocation::Postgres(_), None) => 0,
+        };
         let mut s = LedgerStats {
             endpoint: self.binding.as_ref().map(Binding::encode),
-            file_bytes: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
+            file_bytes,
             batches: self.records.len() as u64,
+            accounts: self.accounts.len() as u64,
             ..Default::default()
         };
         for k in self.index.keys() {
@@ -758,7 +1049,7 @@ impl Ledger {
     /// file again for the event ids.
     pub fn export_csv(&self, out: &mut dyn Write) -> Result<u64, LedgerError> {
         if self.records.values().any(|r| r.event_ids.is_none()) {
-            return Ledger::open_for_export(&self.path)?.export_csv(out);
+            return Ledger::open_for_export(&self.at)?.export_csv(out);
         }
         let mut w = csv::Writer::from_writer(out);
         let io = |e: csv::Error| match e.into_kind() {
@@ -808,12 +1099,27 @@ impl Ledger {
     /// back into their batch records by (run id, batch, dataset); acknowledged keys are settled
     /// with their trace id, in-flight keys stay in flight. The file takes the endpoint the CSV
     /// names, if it names one, else that of its next `send`. Returns the number of keys.
-    pub fn import_csv(path: &Path, input: &mut dyn Read, name: &str) -> Result<u64, LedgerError> {
+    pub fn import_csv(
+        at: &StateLocation,
+        input: &mut dyn Read,
+        name: &str,
+    ) -> Result<u64, LedgerError> {
         // The CSV first: a bad one leaves no new file behind.
         let parsed = parse_export(input, name)?;
-        let mut l = Ledger::open(path, Mode::ReadWrite)?;
+        let mut l = Ledger::open(at, Mode::ReadWrite)?;
         if !l.records.is_empty() {
-            return Err(LedgerError::NotEmpty(path.to_path_buf()));
+            let example = match at {
+                StateLocation::File(_) => "new.sqlite".to_string(),
+                StateLocation::Postgres(u) => {
+                    let mut schema = format!("{}_new", u.schema());
+                    schema.truncate(63);
+                    u.with_schema(&schema).shown().to_string()
+                }
+            };
+            return Err(LedgerError::NotEmpty {
+                at: at.describe(),
+                example,
+            });
         }
         if let Some(b) = &parsed.binding
             && let Some(file) = &l.binding
@@ -822,14 +1128,13 @@ impl Ledger {
             return Err(LedgerError::Import {
                 csv: name.to_string(),
                 line: 2,
-                why: format!("its rows belong to {b}, and the state file to {file}"),
+                why: format!("its rows belong to {b}, and the state ledger to {file}"),
             });
         }
         let mut batches = Vec::new();
         let mut settled = Vec::new();
-        for rec in &parsed.records {
-            let id = l.next_id;
-            l.next_id += 1;
+        let first = l.reserve(parsed.records.len() as u64)?;
+        for (id, rec) in (first..).zip(&parsed.records) {
             batches.push((
                 id,
                 encode_batch(
@@ -853,16 +1158,16 @@ impl Ledger {
             .as_ref()
             .filter(|_| l.binding.is_none())
             .map(Binding::encode);
-        let path_buf = l.path.clone();
         let Some(store) = l.store.as_mut() else {
             return Err(l.err("opened read-only"));
         };
-        guarded(&path_buf, || {
+        guarded(&l.at, || {
             store.commit(&Change {
                 batches: &batches,
                 settled: &settled,
                 removed: &[],
                 endpoint: endpoint.as_deref(),
+                accounts: &[],
             })
         })?;
         Ok(parsed.keys)

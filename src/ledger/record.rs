@@ -1,8 +1,9 @@
 //! The ledger's records as bytes, and their checksums: pure, no I/O, so every storage backend
 //! writes and checks the same records.
 //!
-//! A record is a body (little-endian fields, below) filed under a numeric id in one of three
-//! kinds: a batch record, its settlement, and the endpoint the file is bound to. Its checksum is
+//! A record is a body (little-endian fields, below) filed under a numeric id in one of four
+//! kinds: a batch record, its settlement, the endpoint the file is bound to, and a business
+//! account's dataset (id 0: the body names the account). Its checksum is
 //! the xxh3-128 digest of (kind, id, body), so a body that moves to another id or kind no longer
 //! matches. xxh3 detects damage (flipped bits, lost or swapped pages), not tampering: anyone who
 //! can write the file can also send events with the token.
@@ -20,6 +21,7 @@ pub enum Kind {
     Settled = 2,
     Endpoint = 3,
     Seal = 4,
+    Account = 5,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::Settled => "settlement",
             Kind::Endpoint => "endpoint record",
             Kind::Seal => "seal",
+            Kind::Account => "account record",
         }
     }
 }
@@ -196,6 +199,45 @@ pub fn decode_batch(b: &[u8]) -> Option<BatchRecord<'_>> {
     })
 }
 
+/// The dataset a batch record is for, read from its head only (a backend files records by
+/// dataset); `None` if the head does not decode.
+pub fn batch_dataset(b: &[u8]) -> Option<&str> {
+    let mut r = Reader { b, at: 0 };
+    r.str()?;
+    r.u64()?;
+    r.i64()?;
+    r.str()
+}
+
+/// A business account's dataset, as remembered: (channel, account id, dataset id, resolved at).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountRef<'a> {
+    pub channel: &'a str,
+    pub account_id: &'a str,
+    pub dataset_id: &'a str,
+    pub resolved_at: i64,
+}
+
+pub fn encode_account(a: AccountRef<'_>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(32 + a.account_id.len() + a.dataset_id.len());
+    put_str(&mut v, a.channel);
+    put_str(&mut v, a.account_id);
+    put_str(&mut v, a.dataset_id);
+    v.extend_from_slice(&a.resolved_at.to_le_bytes());
+    v
+}
+
+pub fn decode_account(b: &[u8]) -> Option<AccountRef<'_>> {
+    let mut r = Reader { b, at: 0 };
+    let a = AccountRef {
+        channel: r.str()?,
+        account_id: r.str()?,
+        dataset_id: r.str()?,
+        resolved_at: r.i64()?,
+    };
+    r.done().then_some(a)
+}
+
 pub fn encode_settled(s: &Settled) -> Vec<u8> {
     let mut v = Vec::with_capacity(32 + 16 * (s.unknown.len() + s.released.len()));
     match &s.fbtrace_id {
@@ -276,6 +318,19 @@ mod tests {
         long.push(0);
         assert!(decode_batch(&long).is_none());
         assert!(decode_batch(&b[..b.len() - 1]).is_none());
+
+        assert_eq!(batch_dataset(&b), Some("123"));
+        assert_eq!(batch_dataset(&b[..20]), None);
+
+        let a = AccountRef {
+            channel: "whatsapp",
+            account_id: "1042",
+            dataset_id: "77",
+            resolved_at: 1_795_000_000,
+        };
+        let ab = encode_account(a);
+        assert_eq!(decode_account(&ab), Some(a));
+        assert!(decode_account(&ab[..ab.len() - 1]).is_none());
 
         let s = Settled {
             fbtrace_id: Some("FB".into()),

@@ -4,8 +4,14 @@
 //! batches  (id INTEGER PRIMARY KEY, body BLOB, sum BLOB)  -- one per HTTP batch, before it leaves
 //! settled  (id INTEGER PRIMARY KEY, body BLOB, sum BLOB)  -- Meta's answer to batch `id`
 //! endpoint (id INTEGER PRIMARY KEY, body TEXT, sum BLOB)  -- id 1: where this file delivers
+//! accounts (channel TEXT, account_id TEXT, body BLOB, sum BLOB)  -- an account's dataset
 //! seal     (id INTEGER PRIMARY KEY, records INTEGER, hash BLOB, sum BLOB)  -- id 1
 //! ```
+//!
+//! Format 4 added `accounts` (the account → dataset cache). A format-3 file (no `accounts`)
+//! reads as a ledger with no accounts; the next writer adds the table and marks the file 4, in
+//! one transaction at open. An earlier msgcapi refuses a format-4 file as newer rather than
+//! reading its seal, which counts the account records, as damage.
 //!
 //! Bodies are [`record`](super::record)'s encodings; `sum` is each row's digest. The file is
 //! marked in SQLite's own header: `application_id` is msgcapi's, `user_version` the ledger
@@ -49,13 +55,16 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 
-use super::record::{Kind, Seal, digest};
-use super::{Change, LedgerError, Store, Visit};
+use super::record::{Kind, Seal, decode_account, digest};
+use super::{Change, LedgerError, Loaded, Store, Visit};
 
 /// `application_id` in SQLite's header: "msgc".
 const APPLICATION_ID: i32 = 0x6d73_6763;
-/// The ledger format (`user_version`); 1 and 2 were redb files of earlier msgcapi builds.
-pub const FORMAT: i32 = 3;
+/// The ledger format (`user_version`); 1 and 2 were redb files of earlier msgcapi builds, 3 had
+/// no `accounts` table.
+pub const FORMAT: i32 = 4;
+/// The format before the account → dataset cache: read as is, upgraded by the next writer.
+const FORMAT_NO_ACCOUNTS: i32 = 3;
 /// redb's file signature (ledgers of msgcapi builds before the SQLite one).
 const REDB_MAGIC: &[u8] = b"redb\x1A\x0A\xA9\x0D\x0A";
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
@@ -66,6 +75,10 @@ const SCHEMA: &str = "
     CREATE TABLE settled (id INTEGER PRIMARY KEY, body BLOB NOT NULL, sum BLOB NOT NULL);
     CREATE TABLE endpoint (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL, sum BLOB NOT NULL);
     CREATE TABLE seal (id INTEGER PRIMARY KEY CHECK (id = 1), records INTEGER NOT NULL, hash BLOB NOT NULL, sum BLOB NOT NULL);
+";
+/// Format 4's addition (see the module doc).
+const ACCOUNTS: &str = "
+    CREATE TABLE accounts (channel TEXT NOT NULL, account_id TEXT NOT NULL, body BLOB NOT NULL, sum BLOB NOT NULL, PRIMARY KEY (channel, account_id));
 ";
 
 pub struct Sqlite {
@@ -144,7 +157,10 @@ impl Sqlite {
             conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;")
                 .map_err(|x| e.sql(x, writer))?;
             // The header was checked before recovery; check it again after.
-            check_marker(&conn, path)?;
+            if check_marker(&conn, path)? == FORMAT_NO_ACCOUNTS {
+                let upgrade = format!("BEGIN; {ACCOUNTS} PRAGMA user_version = {FORMAT}; COMMIT;");
+                conn.execute_batch(&upgrade).map_err(|x| e.sql(x, writer))?;
+            }
             conn.pragma_update(None, "journal_mode", "DELETE")
                 .map_err(|x| e.sql(x, writer))?;
             conn.pragma_update(None, "synchronous", "FULL")
@@ -267,6 +283,23 @@ fn write(tx: &rusqlite::Transaction<'_>, c: &Change<'_>, seal: &mut Seal) -> rus
         removed("batches", *id, seal)?;
         removed("settled", *id, seal)?;
     }
+    for a in c.accounts {
+        let mut st = tx.prepare_cached(
+            "DELETE FROM accounts WHERE channel = ?1 AND account_id = ?2 RETURNING sum",
+        )?;
+        let mut rows = st.query(params![a.channel, a.account_id])?;
+        while let Some(r) = rows.next()? {
+            if let Some(d) = as_digest(r.get_ref(0)?) {
+                seal.remove(d);
+            }
+        }
+        let d = digest(Kind::Account, 0, &a.body);
+        tx.prepare_cached(
+            "INSERT INTO accounts (channel, account_id, body, sum) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![a.channel, a.account_id, a.body, d.to_le_bytes()])?;
+        seal.add(d);
+    }
     if let Some(body) = c.endpoint {
         removed("endpoint", 1, seal)?;
         let d = digest(Kind::Endpoint, 1, body.as_bytes());
@@ -363,6 +396,48 @@ fn load(c: &Connection, path: &Path, visit: &mut Visit<'_>) -> Result<Seal, Ledg
     if let Some((_, d)) = read_endpoint(c, path)? {
         seal.add(d);
     }
+    let has_accounts = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'accounts'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(sql)?
+        > 0;
+    if has_accounts {
+        let mut st = c
+            .prepare(
+                "SELECT channel, account_id, body, sum FROM accounts ORDER BY channel, account_id",
+            )
+            .map_err(sql)?;
+        let mut rows = st.query([]).map_err(sql)?;
+        while let Some(r) = rows.next().map_err(sql)? {
+            let text = |i| match r.get_ref(i) {
+                Ok(ValueRef::Text(t)) => std::str::from_utf8(t).ok(),
+                _ => None,
+            };
+            let (channel, account) = (text(0), text(1));
+            let body = match r.get_ref(2) {
+                Ok(ValueRef::Blob(b) | ValueRef::Text(b)) => b,
+                _ => return Err(e.corrupt("an account record has no body")),
+            };
+            let name = format!(
+                "account record {}/{}",
+                channel.unwrap_or("?"),
+                account.unwrap_or("?")
+            );
+            let d = digest(Kind::Account, 0, body);
+            if r.get_ref(3).ok().and_then(as_digest) != Some(d) {
+                return Err(e.corrupt(format!("{name} does not match its checksum")));
+            }
+            match decode_account(body) {
+                Some(a) if Some(a.channel) == channel && Some(a.account_id) == account => {}
+                _ => return Err(e.corrupt(format!("{name} does not match its key"))),
+            }
+            seal.add(d);
+            visit(Loaded::Account(body))?;
+        }
+    }
     // Settlements first (small), then the batch records in id order, each with its answer.
     let mut settled = std::collections::HashMap::new();
     {
@@ -383,7 +458,11 @@ fn load(c: &Connection, path: &Path, visit: &mut Visit<'_>) -> Result<Seal, Ledg
     while let Some(r) = rows.next().map_err(sql)? {
         let (id, body, d) = checked(r, Kind::Batch, path)?;
         seal.add(d);
-        visit(id, body, settled.remove(&id).as_deref())?;
+        visit(Loaded::Batch {
+            id,
+            body,
+            settled: settled.remove(&id).as_deref(),
+        })?;
     }
     if seal.records != sealed.records {
         return Err(e.corrupt(format!(
@@ -456,17 +535,18 @@ fn check_header(path: &Path) -> Result<Header, LedgerError> {
     Ok(Header::Ours)
 }
 
-/// `application_id` and `user_version`: ours, and a format this build reads?
-fn marker(path: &Path, application_id: i32, format: i32) -> Result<(), LedgerError> {
+/// `application_id` and `user_version`: ours, and a format this build reads? Returns the format.
+fn marker(path: &Path, application_id: i32, format: i32) -> Result<i32, LedgerError> {
     let e = Errors(path);
     if application_id != APPLICATION_ID {
         return Err(e.foreign("an SQLite database without msgcapi's marker"));
     }
     match format {
-        FORMAT => Ok(()),
+        FORMAT | FORMAT_NO_ACCOUNTS => Ok(format),
         f if f > FORMAT => Err(LedgerError::Newer {
-            path: path.to_path_buf(),
-            found: f,
+            at: e.at(),
+            found: f.into(),
+            reads: FORMAT.into(),
         }),
         f => Err(e.foreign(format!(
             "ledger format {f}, which no msgcapi build wrote in SQLite"
@@ -474,7 +554,7 @@ fn marker(path: &Path, application_id: i32, format: i32) -> Result<(), LedgerErr
     }
 }
 
-fn check_marker(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
+fn check_marker(conn: &Connection, path: &Path) -> Result<i32, LedgerError> {
     let e = Errors(path);
     let get = |p: &str| -> Result<i32, LedgerError> {
         conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
@@ -524,7 +604,7 @@ fn create(path: &Path) -> Result<(), LedgerError> {
             "PRAGMA journal_mode = DELETE; PRAGMA synchronous = FULL;
              BEGIN;
              PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {FORMAT};
-             {SCHEMA}"
+             {SCHEMA} {ACCOUNTS}"
         );
         conn.execute_batch(&init).map_err(|x| e.sql(x, true))?;
         let s = Seal::default();
@@ -567,21 +647,25 @@ fn create(path: &Path) -> Result<(), LedgerError> {
 struct Errors<'a>(&'a Path);
 
 impl Errors<'_> {
+    /// What messages call the file.
+    fn at(&self) -> super::Place {
+        super::Place::file(self.0)
+    }
     fn db(&self, m: impl std::fmt::Display) -> LedgerError {
         LedgerError::Db {
-            path: self.0.to_path_buf(),
+            at: self.at(),
             message: m.to_string(),
         }
     }
     fn corrupt(&self, why: impl Into<String>) -> LedgerError {
         LedgerError::Corrupt {
-            path: self.0.to_path_buf(),
+            at: self.at(),
             why: why.into(),
         }
     }
     fn foreign(&self, why: impl Into<String>) -> LedgerError {
         LedgerError::Foreign {
-            path: self.0.to_path_buf(),
+            at: self.at(),
             why: why.into(),
         }
     }

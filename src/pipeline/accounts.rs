@@ -17,20 +17,10 @@ use std::sync::Arc;
 use super::book::Ticket;
 use crate::capi::Channel;
 use crate::event::{AccountDatasets, Lookup};
+use crate::ledger::AccountDataset;
 use crate::report::summary::{AccountCounts, CutOff};
 use crate::sink::GraphError;
 use crate::sink::dataset::{Owner, Resolution, Resolver};
-
-/// A business account's dataset, as the Dataset API answered it (the ledger's cache).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccountDataset {
-    /// `whatsapp`, `messenger` or `instagram`.
-    pub channel: String,
-    pub account_id: String,
-    pub dataset_id: String,
-    /// Unix seconds (wall clock) of the answer.
-    pub resolved_at: i64,
-}
 
 /// Why an account's rows are not sent.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -168,16 +168,39 @@ impl Delivery {
     }
 
     /// The accounts' datasets the ledger's cache knows (`dataset_id: auto`).
-    pub fn cached_accounts(&self) -> Vec<super::accounts::AccountDataset> {
-        Vec::new()
+    pub fn cached_accounts(&self) -> &[crate::ledger::AccountDataset] {
+        self.ledger.as_ref().map_or(&[], |l| l.account_datasets())
     }
 
-    /// Keeps the datasets a chunk's lookups found in the ledger's cache.
-    pub fn remember_accounts(
-        &mut self,
-        _end: &mut RunEnd,
-        _looked_up: &[super::accounts::LookedUp],
-    ) {
+    /// Keeps the datasets a chunk's lookups found in the ledger's cache (`send --state`):
+    /// durable with the next batch record.
+    pub fn remember_accounts(&mut self, end: &mut RunEnd, looked_up: &[super::accounts::LookedUp]) {
+        let Some(l) = self.ledger.as_mut().filter(|l| l.is_writer()) else {
+            return;
+        };
+        let now = crate::time::wall_clock();
+        let found: Vec<crate::ledger::AccountDataset> = looked_up
+            .iter()
+            .filter_map(|x| match &x.resolution {
+                crate::sink::dataset::Resolution::Found { dataset_id, .. } => {
+                    Some(crate::ledger::AccountDataset {
+                        channel: x.channel.name().to_string(),
+                        account_id: x.account.clone(),
+                        dataset_id: dataset_id.clone(),
+                        resolved_at: now,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        if found.is_empty() {
+            return;
+        }
+        if let Err(e) = l.remember_datasets(&found) {
+            end.stop(Stop::StateUnwritable(format!(
+                "cannot record the accounts' datasets in the state ledger: {e}"
+            )));
+        }
     }
 
     /// Looks accounts' datasets up through the sender (`send` only).
@@ -270,6 +293,26 @@ impl Delivery {
                     book.settle(ev.tag, Outcome::CutOff(error));
                 }
                 continue;
+            }
+            // A shared ledger lets one run at a time send to a dataset.
+            if let Some(l) = self.ledger.as_mut() {
+                match l.claim_dataset(&batch.dataset_id) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        for ev in batch.events {
+                            book.settle(ev.tag, Outcome::DatasetBusy(&batch.dataset_id));
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        end.stop(Stop::StateUnwritable(format!(
+                            "cannot lock the dataset in the state ledger: {e}"
+                        )));
+                        self.halt(end);
+                        self.queue.push_front(batch);
+                        continue;
+                    }
+                }
             }
             if !sending.sender.has_room() {
                 self.queue.push_front(batch);

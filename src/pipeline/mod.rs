@@ -78,7 +78,7 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
             // Offline: whatever the cache knows, however old.
             _ => (Finder::Offline, i64::MIN),
         };
-        Accounts::new(finder, &delivery.cached_accounts(), fresh_since)
+        Accounts::new(finder, delivery.cached_accounts(), fresh_since)
     });
     let stages = Stages::start(
         sources,

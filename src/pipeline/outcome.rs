@@ -43,6 +43,8 @@ pub enum Outcome<'a> {
     /// `dataset_id: auto`: its account has no dataset, was refused, or could not be looked up
     /// (`None`: it was never looked up).
     Unplaced(Option<&'a Unplaced>),
+    /// Another run holds its dataset in the shared ledger (`Ledger::claim_dataset`): not sent.
+    DatasetBusy(&'a str),
 }
 
 impl Outcome<'_> {
@@ -97,6 +99,12 @@ impl Outcome<'_> {
                 set(u.map_or_else(
                     || "not sent: the dataset of its account was not looked up".into(),
                     unplaced,
+                ));
+                Status::NotAttempted
+            }
+            Outcome::DatasetBusy(dataset) => {
+                set(format!(
+                    "not sent: dataset {dataset} is being sent by another run (it holds the dataset's lock in the state ledger, or sent to it after this run started); rerun when that run is done"
                 ));
                 Status::NotAttempted
             }

@@ -176,7 +176,8 @@ fn many_clients_send(w: &Workdir, url: &str, report: &str, extra: &[&str]) -> st
 
 /// 300 client accounts over three channels, 5 % without a dataset, 2 denied, 30,000 rows, with
 /// `dataset_id: auto`: every valid row of an allowed account is sent once, to the dataset its
-/// account owns; the denied accounts' rows are not sent and carry Meta's code; exit 1.
+/// account owns; the denied accounts' rows are not sent and carry Meta's code; exit 1; a second
+/// run with the same ledger asks about no account it already knows.
 #[test]
 fn dataset_auto_serves_hundreds_of_clients_in_one_run() {
     let w = Workdir::new();
@@ -270,6 +271,46 @@ fn dataset_auto_serves_hundreds_of_clients_in_one_run() {
     assert!((5..=30).contains(&created), "about 5 % created: {created}");
     assert_eq!(s["cut_off"].as_array().unwrap().len(), 2, "{s:#}");
     assert!(stderr(&out).contains("cut off: account 102290000000003 (whatsapp) (code 200)"));
+
+    // Offline, `validate` shows the datasets the ledger's cache knows.
+    let v = w.run(&[
+        "validate",
+        "--mapping",
+        "many-clients.yaml",
+        "--now",
+        NOW,
+        "--state",
+        "state.db",
+        "--report",
+        "v.csv",
+        "in.csv",
+    ]);
+    assert_eq!(code(&v), 0, "all already sent: {}", stderr(&v));
+    for r in report_rows(&w.read("v.csv")).iter().take(600) {
+        let i: usize = r[8][2..].parse().unwrap();
+        let account = &client_accounts()[i % 300].1;
+        if !denied.is_match(account) {
+            assert_eq!(Some(&r[5]), owned.get(account).map(String::as_str), "{r:?}");
+            assert_eq!(&r[3], "already_sent");
+        }
+    }
+
+    // The second night: only the denied accounts are asked about again.
+    let requests_before = jsonl(&w.path("requests.jsonl")).len();
+    w.write("in.csv", &many_clients_csv(30_000, "mc2-"));
+    let again = many_clients_send(&w, &emu.url, "r2.csv", &["--create-datasets"]);
+    assert_eq!(code(&again), 1, "{}", stderr(&again));
+    let lookups: Vec<String> = jsonl(&w.path("requests.jsonl"))[requests_before..]
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().ends_with("/dataset"))
+        .map(|r| r["dataset_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        lookups.iter().all(|a| denied.is_match(a)),
+        "known accounts asked again: {lookups:?}"
+    );
+    let st = statuses(&report_rows(&w.read("r2.csv")));
+    assert_eq!(st.get("sent"), Some(&(30_000 - 200)), "{st:?}");
 }
 
 /// `msgcapi dataset --accounts`: one line per account, with and without `--create`.

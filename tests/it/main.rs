@@ -9,6 +9,7 @@ mod emulator;
 mod errors;
 mod hostile;
 mod ledger_damage;
+mod postgres;
 mod props;
 mod send;
 mod state;
