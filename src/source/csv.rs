@@ -178,7 +178,6 @@ impl CsvSource {
         delimiter: Option<u8>,
         max_cell: usize,
     ) -> Result<Self, SourceError> {
-        let bytes = Arc::new(AtomicU64::new(0));
         let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
             Box::new(io::stdin())
         } else {
@@ -187,6 +186,19 @@ impl CsvSource {
                 source,
             })?)
         };
+        Self::from_reader(path, raw, columns, delimiter, max_cell)
+    }
+
+    /// As [`CsvSource::open`], reading `raw` (plain or gzip'd) instead of a file; `path` names
+    /// it in messages.
+    pub fn from_reader(
+        path: &Path,
+        raw: Box<dyn Read + Send>,
+        columns: &[String],
+        delimiter: Option<u8>,
+        max_cell: usize,
+    ) -> Result<Self, SourceError> {
+        let bytes = Arc::new(AtomicU64::new(0));
         let mut buffered = BufReader::with_capacity(
             1 << 18,
             Counting {
