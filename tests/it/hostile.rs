@@ -549,7 +549,10 @@ fn text_from_the_endpoint_is_scrubbed_of_secrets() {
     let heads = server.heads.lock().unwrap().join("\n");
     assert!(heads.starts_with("POST /v24.0/"), "{heads}");
     for secret in [TOKEN, proof.as_str()] {
-        assert!(!heads.contains(secret), "in a request line or header: {heads}");
+        assert!(
+            !heads.contains(secret),
+            "in a request line or header: {heads}"
+        );
     }
 }
 
