@@ -364,7 +364,8 @@ fn parse_retry_after(value: &str, date: Option<&str>, now: DateTime<Utc>) -> Opt
     }
     let at = parse_http_date(v)?;
     let now = date.and_then(parse_http_date).unwrap_or(now);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+    let wait = (at - now).to_std().unwrap_or(Duration::ZERO);
+    Some(wait.min(Duration::from_secs(LONGEST_HINT as u64)))
 }
 
 /// An HTTP-date (RFC 7231 §7.1.1.1): IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`, and the two
@@ -674,6 +675,22 @@ mod tests {
         assert!(wait > crate::sink::client::MAX_WAIT, "{wait:?}");
         // Bounded, so that adding it to a clock cannot overflow.
         assert!(wait <= Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn a_retry_after_date_centuries_ahead_is_bounded_like_seconds() {
+        // Found by the answer_classifier fuzz target: a date was not capped as seconds are.
+        let week = Duration::from_secs(7 * 86_400);
+        let h = Headers {
+            retry_after: Some("Fri, 31 Dec 9999 23:59:59 GMT".into()),
+            ..Headers::default()
+        };
+        assert_eq!(retry_after(&h, now()), Some(week));
+        let body = body("OAuthException", 4, None, false);
+        assert!(matches!(
+            classify(400, &h, &body, 1, now()),
+            Action::Throttle { after: Some(w), .. } if w == week
+        ));
     }
 
     #[test]

@@ -63,6 +63,8 @@ struct Records {
     fields: Vec<(usize, usize, bool)>,
     /// 1-based line of the next byte.
     line: u64,
+    /// The last byte read was `\r` (a `\n` next ends the same line).
+    after_cr: bool,
     max_cell: usize,
 }
 
@@ -88,7 +90,7 @@ impl Records {
                 .iter()
                 .take_while(|b| matches!(b, b'\n' | b'\r'))
                 .count();
-            self.line += head[..n].iter().filter(|b| **b == b'\n').count() as u64;
+            self.line += line_breaks(&head[..n], &mut self.after_cr);
             let more = n > 0 && n == head.len();
             self.input.consume(n);
             if !more {
@@ -96,7 +98,6 @@ impl Records {
             }
         }
         let start = self.line;
-        let core_line = self.core.line();
         self.fields.clear();
         if self.buf.is_empty() {
             self.buf.resize(1 << 16, 0);
@@ -110,6 +111,7 @@ impl Records {
             let (res, nin, nout, nend) =
                 self.core
                     .read_record(input, &mut self.buf[outlen..], &mut self.ends[endlen..]);
+            self.line += line_breaks(&input[..nin], &mut self.after_cr);
             self.input.consume(nin);
             outlen += nout;
             for &e in &self.ends[endlen..endlen + nend] {
@@ -123,10 +125,7 @@ impl Records {
             use csv_core::ReadRecordResult as R;
             match res {
                 R::InputEmpty => {}
-                R::Record => {
-                    self.line += self.core.line() - core_line;
-                    return Ok(Some(start));
-                }
+                R::Record => return Ok(Some(start)),
                 R::End => return Ok(None),
                 R::OutputFull => {
                     let begin = self.fields.last().map_or(0, |f| f.1);
@@ -156,6 +155,18 @@ impl Records {
     }
 }
 
+/// Line breaks in `bytes`, read right after the bytes before them (`after_cr`: the last of those
+/// was `\r`). `\n`, `\r\n` and a lone `\r` count once each: the parser ends a record at any of
+/// them, and exports with `\r` alone (old Mac software) show one record per line.
+fn line_breaks(bytes: &[u8], after_cr: &mut bool) -> u64 {
+    let mut n = 0;
+    for &b in bytes {
+        n += u64::from(b == b'\r' || (b == b'\n' && !*after_cr));
+        *after_cr = b == b'\r';
+    }
+    n
+}
+
 pub struct CsvSource {
     path: PathBuf,
     records: Records,
@@ -178,7 +189,6 @@ impl CsvSource {
         delimiter: Option<u8>,
         max_cell: usize,
     ) -> Result<Self, SourceError> {
-        let bytes = Arc::new(AtomicU64::new(0));
         let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
             Box::new(io::stdin())
         } else {
@@ -187,6 +197,19 @@ impl CsvSource {
                 source,
             })?)
         };
+        Self::from_reader(path, raw, columns, delimiter, max_cell)
+    }
+
+    /// As [`CsvSource::open`], reading `raw` (plain or gzip'd) instead of a file; `path` names
+    /// it in messages.
+    pub fn from_reader(
+        path: &Path,
+        raw: Box<dyn Read + Send>,
+        columns: &[String],
+        delimiter: Option<u8>,
+        max_cell: usize,
+    ) -> Result<Self, SourceError> {
+        let bytes = Arc::new(AtomicU64::new(0));
         let mut buffered = BufReader::with_capacity(
             1 << 18,
             Counting {
@@ -226,6 +249,7 @@ impl CsvSource {
             ends: Vec::new(),
             fields: Vec::new(),
             line: 1,
+            after_cr: false,
             max_cell,
         };
         let got = match records.next() {
@@ -437,6 +461,18 @@ mod tests {
             m.iter().map(|m| (m.row, m.line)).collect::<Vec<_>>(),
             vec![(1, 2), (2, 3), (3, 5)]
         );
+    }
+
+    #[test]
+    fn a_lone_carriage_return_ends_a_line() {
+        // Found by the csv_reader fuzz target: with `\r` alone between records (old Mac
+        // exports), every row was said to start on line 1, the header's line.
+        let d = tempfile::tempdir().unwrap();
+        let p = file(&d, "cr.csv", b"a,b\r1,2\r\r3,\"x\ry\"\r\n4,5\n");
+        let mut s = CsvSource::open(&p, &cols(&["a"]), Some(b','), 1 << 16).unwrap();
+        let (m, c) = all(&mut s, 10);
+        assert_eq!(c, vec![vec!["1"], vec!["3"], vec!["4"]]);
+        assert_eq!(m.iter().map(|m| m.line).collect::<Vec<_>>(), vec![2, 4, 6]);
     }
 
     #[test]

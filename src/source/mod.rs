@@ -216,6 +216,31 @@ pub fn open(
     }
 }
 
+/// Opens an input held in memory, as [`open`] opens a file: `name` stands for its path in
+/// messages, and `opts.format` says what it is (CSV when `None`: there is no name to tell from).
+/// Exists for the fuzz targets (`tests/fuzz/`), which feed the readers arbitrary bytes.
+pub fn open_bytes(
+    name: &Path,
+    bytes: bytes::Bytes,
+    columns: &[String],
+    opts: &ReadOptions,
+) -> Result<Box<dyn Source>, SourceError> {
+    let format = opts.format.unwrap_or(Format::Csv);
+    let max_cell = opts.max_cell_bytes;
+    match format {
+        Format::Parquet => Ok(Box::new(parquet::ParquetSource::from_bytes(
+            name, bytes, columns, max_cell,
+        )?)),
+        Format::Csv | Format::Tsv => {
+            let delimiter = opts.delimiter.or((format == Format::Tsv).then_some(b'\t'));
+            let raw = Box::new(std::io::Cursor::new(bytes));
+            Ok(Box::new(csv::CsvSource::from_reader(
+                name, raw, columns, delimiter, max_cell,
+            )?))
+        }
+    }
+}
+
 fn detect_format(path: &Path) -> Result<Format, SourceError> {
     if path.as_os_str() == "-" {
         return Ok(Format::Csv);
@@ -299,5 +324,38 @@ mod tests {
             resolve_columns(p, &h, &["Id".into()]),
             Err(SourceError::MissingColumns { .. })
         ));
+    }
+
+    #[test]
+    fn inputs_in_memory_read_like_their_files() {
+        let cols = vec!["conv_id".to_string(), "amount".to_string()];
+        let rows = |src: &mut dyn Source| {
+            let mut out = Vec::new();
+            while let Some(c) = src.next_chunk(Chunk::default(), 5).unwrap() {
+                for i in 0..c.len() {
+                    out.push((c.cell(i, 0).to_string(), c.cell(i, 1).to_string()));
+                }
+            }
+            out
+        };
+        for (file, format) in [
+            ("mixed.csv", Format::Csv),
+            ("mixed.parquet", Format::Parquet),
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("samples")
+                .join(file);
+            let opts = ReadOptions {
+                format: Some(format),
+                delimiter: None,
+                max_cell_bytes: 1 << 16,
+            };
+            let bytes = bytes::Bytes::from(std::fs::read(&path).unwrap());
+            let mut mem = open_bytes(Path::new("<memory>"), bytes, &cols, &opts).unwrap();
+            let mut disk = open(&path, &cols, &opts).unwrap();
+            let got = rows(mem.as_mut());
+            assert!(!got.is_empty());
+            assert_eq!(got, rows(disk.as_mut()), "{file}");
+        }
     }
 }

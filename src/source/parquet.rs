@@ -20,6 +20,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
 };
+use parquet::file::reader::ChunkReader;
 
 use super::{CHUNK_BYTES, Chunk, RowMeta, Source, SourceError, guarded, resolve_columns};
 
@@ -62,9 +63,15 @@ const BATCH_ROWS: usize = 4096;
 /// A batch is cut smaller when its row group's rows are large (cells of a megabyte...).
 const BATCH_BYTES: u64 = 32 << 20;
 
+/// What a Parquet source reads: a file, or bytes in memory (the fuzz targets').
+enum Input {
+    File(File),
+    Bytes(bytes::Bytes),
+}
+
 pub struct ParquetSource {
     path: PathBuf,
-    file: File,
+    input: Input,
     meta: ArrowReaderMetadata,
     mask: ProjectionMask,
     /// Projected (root) columns, to size batches from the row group's metadata.
@@ -118,17 +125,46 @@ fn supported(t: &DataType) -> bool {
 
 impl ParquetSource {
     pub fn open(path: &Path, columns: &[String], max_cell: usize) -> Result<Self, SourceError> {
-        let perr = |message: String| SourceError::Parquet {
-            path: path.to_path_buf(),
-            message,
-        };
         let file = File::open(path).map_err(|source| SourceError::Open {
             path: path.to_path_buf(),
             source,
         })?;
-        let file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Self::from_input(path, Input::File(file), columns, max_cell)
+    }
+
+    /// As [`ParquetSource::open`], reading `bytes` instead of a file; `path` names it in
+    /// messages.
+    pub fn from_bytes(
+        path: &Path,
+        bytes: bytes::Bytes,
+        columns: &[String],
+        max_cell: usize,
+    ) -> Result<Self, SourceError> {
+        Self::from_input(path, Input::Bytes(bytes), columns, max_cell)
+    }
+
+    fn from_input(
+        path: &Path,
+        input: Input,
+        columns: &[String],
+        max_cell: usize,
+    ) -> Result<Self, SourceError> {
+        let perr = |message: String| SourceError::Parquet {
+            path: path.to_path_buf(),
+            message,
+        };
         // The footer: a damaged one has been seen to panic inside the thrift decoder.
-        let meta = guarded(|| ArrowReaderMetadata::load(&file, Default::default()))
+        let (meta, file_bytes) = match &input {
+            Input::File(f) => (
+                guarded(|| ArrowReaderMetadata::load(f, Default::default())),
+                f.metadata().map(|m| m.len()).unwrap_or(0),
+            ),
+            Input::Bytes(b) => (
+                guarded(|| ArrowReaderMetadata::load(b, Default::default())),
+                b.len() as u64,
+            ),
+        };
+        let meta = meta
             .map_err(|p| perr(format!("its footer cannot be decoded ({p})")))?
             .map_err(|e| perr(e.to_string()))?;
         let meta = as_views(meta);
@@ -157,7 +193,7 @@ impl ParquetSource {
         let mask = ProjectionMask::roots(meta.parquet_schema(), roots.clone());
         Ok(ParquetSource {
             path: path.to_path_buf(),
-            file,
+            input,
             meta,
             mask,
             roots,
@@ -202,15 +238,31 @@ impl ParquetSource {
             .sum();
         let per_row = (bytes as u64 / rg.num_rows().max(1) as u64).max(1);
         let batch = (BATCH_BYTES / per_row).clamp(1, BATCH_ROWS as u64) as usize;
-        let file = self.file.try_clone().map_err(|e| e.to_string())?;
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
-            .with_row_groups(vec![g])
-            .with_projection(self.mask.clone())
-            .with_batch_size(batch);
-        let reader = guarded(|| builder.build())
+        let built = match &self.input {
+            Input::File(f) => {
+                let file = f.try_clone().map_err(|e| e.to_string())?;
+                self.build_group(file, g, batch)
+            }
+            Input::Bytes(b) => self.build_group(b.clone(), g, batch),
+        };
+        let reader = built
             .map_err(|p| format!("row group {} cannot be decoded ({p})", g + 1))?
             .map_err(|e| format!("row group {}: {e}", g + 1))?;
         Ok(Some(reader))
+    }
+
+    /// A reader over row group `g` of `input`, behind [`guarded`].
+    fn build_group<T: ChunkReader + 'static>(
+        &self,
+        input: T,
+        g: usize,
+        batch: usize,
+    ) -> Result<parquet::errors::Result<ParquetRecordBatchReader>, String> {
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(input, self.meta.clone())
+            .with_row_groups(vec![g])
+            .with_projection(self.mask.clone())
+            .with_batch_size(batch);
+        guarded(|| builder.build())
     }
 
     /// The next batch of the file, row group after row group.
