@@ -85,7 +85,8 @@ impl std::fmt::Display for Shard {
 /// Everything a run needs, resolved from flags and the mapping.
 pub struct RunConfig {
     pub mode: Mode,
-    pub inputs: Vec<PathBuf>,
+    /// Every input, object URLs expanded (`source::inputs`).
+    pub inputs: Vec<crate::source::Input>,
     pub read: ReadOptions,
     pub plan: Plan,
     pub rules: Rules,
@@ -149,6 +150,10 @@ impl RunConfig {
             eprintln!("warning: {w}");
         }
         let mode = mode(&plan)?;
+        // Object URLs are listed (globs) and checked now: a missing object stops the run
+        // before any row is read (exit 3).
+        let inputs = crate::source::inputs(&inputs)
+            .map_err(|e| Error::Input(format!("cannot read input {e}")))?;
         let rules = Rules {
             now: crate::time::now_or_clock(now),
             expiry_margin_secs: expiry_margin,

@@ -27,6 +27,7 @@ pub mod report;
 pub mod secret;
 pub mod sink;
 pub mod source;
+pub mod store;
 pub mod time;
 
 pub use error::{Error, exit};

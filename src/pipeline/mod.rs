@@ -48,7 +48,7 @@ pub struct Outcome {
 /// (exit 2 or 3, see `Error::exit_code`) or keeps its report from being finished.
 pub fn run(cfg: RunConfig) -> Result<Outcome> {
     let started = Instant::now();
-    let names: Vec<String> = cfg.inputs.iter().map(|p| source::display_name(p)).collect();
+    let names: Vec<String> = cfg.inputs.iter().map(source::Input::name).collect();
     // Everything that can fail before a row is read fails here: inputs (a missing column),
     // the ledger, the payload directory, the report.
     let sources = open_inputs(&cfg)?;
@@ -146,7 +146,7 @@ pub fn run(cfg: RunConfig) -> Result<Outcome> {
     let info = report::summary::RunInfo {
         command: cfg.mode.name(),
         run_id: &cfg.run_id,
-        files: cfg.inputs.iter().map(|p| source::display_name(p)).collect(),
+        files: cfg.inputs.iter().map(source::Input::name).collect(),
         mapping: cfg.plan.file.display().to_string(),
         now: cfg.rules.now,
         api_version: match &cfg.mode {
@@ -227,22 +227,22 @@ fn admit_chunk(
 
 fn open_inputs(cfg: &RunConfig) -> Result<Vec<(String, Box<dyn source::Source>)>> {
     let mut sources = Vec::with_capacity(cfg.inputs.len());
-    for path in &cfg.inputs {
-        let opened = crate::panic::guarded(|| source::open(path, &cfg.plan.columns, &cfg.read))
+    for input in &cfg.inputs {
+        let opened = crate::panic::guarded(|| source::open(input, &cfg.plan.columns, &cfg.read))
             .map_err(|p| {
-                let name = source::display_name(path);
+                let name = input.name();
                 Error::Input(format!(
                     "cannot read input `{name}`: the reader failed ({p})"
                 ))
             })?;
         match opened {
-            Ok(s) => sources.push((source::display_name(path), s)),
+            Ok(s) => sources.push((input.name(), s)),
             Err(source::SourceError::MissingColumns {
                 path,
                 missing,
                 found,
             }) => {
-                let name = source::display_name(&path);
+                let name = path.display().to_string();
                 return Err(cfg
                     .plan
                     .missing_columns_error(&name, &missing, &found)
@@ -269,7 +269,14 @@ fn payload_dir(cfg: &RunConfig) -> Result<Option<Payloads>> {
     let Some(dir) = &cfg.emit_payloads else {
         return Ok(None);
     };
-    std::fs::create_dir_all(dir).map_err(|e| {
+    // An object URL: a temporary directory, uploaded (file by file) when the run ends.
+    let local = crate::store::local_output(dir, true).map_err(|e| {
+        Error::output(
+            format!("cannot use `--emit-payloads` `{}`", dir.display()),
+            e,
+        )
+    })?;
+    std::fs::create_dir_all(&local).map_err(|e| {
         Error::output(
             format!(
                 "cannot create `--emit-payloads` directory `{}`",
@@ -279,7 +286,7 @@ fn payload_dir(cfg: &RunConfig) -> Result<Option<Payloads>> {
         )
     })?;
     Ok(Some(Payloads {
-        dir: dir.clone(),
+        dir: local,
         partner_agent: cfg.plan.partner_agent.clone(),
         test_event_code: cfg.test_event_code.clone(),
     }))
@@ -293,8 +300,5 @@ fn report_name(cfg: &RunConfig) -> String {
 }
 
 fn total_bytes(cfg: &RunConfig) -> u64 {
-    cfg.inputs
-        .iter()
-        .filter_map(|p| source::input_size(p))
-        .sum()
+    cfg.inputs.iter().filter_map(source::Input::size).sum()
 }

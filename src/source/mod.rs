@@ -1,4 +1,5 @@
-//! Input readers: CSV (any delimiter, gzip, stdin) and Parquet, streamed in chunks.
+//! Input readers: CSV (any delimiter, gzip, stdin) and Parquet, streamed in chunks, from local
+//! files or object storage ([`Input`], `crate::store`).
 //!
 //! Every reader yields [`Chunk`]s: a run of data rows with their provenance (file, 1-based row,
 //! physical start line) and, for each row, the text of the *projected* columns only, in the order
@@ -150,6 +151,8 @@ pub enum SourceError {
         after_row: u64,
         message: String,
     },
+    #[error("cannot read input `{path}`: {message}")]
+    Object { path: PathBuf, message: String },
     #[error("`{path}` is not a readable Parquet file: {message}")]
     Parquet { path: PathBuf, message: String },
     #[error(
@@ -169,49 +172,114 @@ pub trait Source: Send {
     fn bytes_read(&self) -> u64;
 }
 
-/// The display name of an input, as written in the report's `file` column.
-pub fn display_name(path: &Path) -> String {
-    if path.as_os_str() == "-" {
-        "-".to_string()
-    } else {
-        path.display().to_string()
+/// One input of a run: stdin, a local file, or an object in object storage.
+#[derive(Clone, Debug)]
+pub enum Input {
+    Stdin,
+    File(PathBuf),
+    Object(crate::store::Object),
+}
+
+impl Input {
+    /// The name written in the report's `file` column and in messages: the path or URL as
+    /// given (a glob's matches as expanded), `-` for stdin.
+    pub fn name(&self) -> String {
+        match self {
+            Input::Stdin => "-".to_string(),
+            Input::File(p) => p.display().to_string(),
+            Input::Object(o) => o.name(),
+        }
+    }
+
+    /// Size in bytes when known (not for stdin), for the progress bar's ETA.
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Input::Stdin => None,
+            Input::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            Input::Object(o) => o.size(),
+        }
+    }
+
+    fn file_name(&self) -> String {
+        match self {
+            Input::Stdin => String::new(),
+            Input::File(p) => p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Input::Object(o) => o.file_name(),
+        }
     }
 }
 
-/// Size of the input in bytes when known (not for stdin), for the progress bar's ETA.
-pub fn input_size(path: &Path) -> Option<u64> {
-    if path.as_os_str() == "-" {
-        None
-    } else {
-        std::fs::metadata(path).ok().map(|m| m.len())
+/// The inputs of a run, as given on the command line: `-` is stdin, an object URL is expanded
+/// (a glob to every object it matches, sorted), anything else is a local path. Fails, naming
+/// the URL, when an object cannot be found or listed.
+pub fn inputs(given: &[PathBuf]) -> Result<Vec<Input>, crate::store::StoreError> {
+    let mut out = Vec::with_capacity(given.len());
+    for g in given {
+        match g.to_str() {
+            Some("-") => out.push(Input::Stdin),
+            Some(url) if crate::store::is_url(url) => {
+                out.extend(crate::store::expand(url)?.into_iter().map(Input::Object))
+            }
+            _ => out.push(Input::File(g.clone())),
+        }
     }
+    Ok(out)
 }
 
-/// Opens `path` and projects `columns` (names, in mapping order): every chunk will carry exactly
-/// these columns, in this order. Fails before any row is read when a column is missing.
-/// `path == "-"` reads CSV from stdin.
+/// Opens `input` and projects `columns` (names, in mapping order): every chunk will carry
+/// exactly these columns, in this order. Fails before any row is read when a column is missing.
 pub fn open(
-    path: &Path,
+    input: &Input,
     columns: &[String],
     opts: &ReadOptions,
 ) -> Result<Box<dyn Source>, SourceError> {
     let format = match opts.format {
         Some(f) => f,
-        None => detect_format(path)?,
+        None => detect_format(input)?,
+    };
+    let name = PathBuf::from(input.name());
+    let max_cell = opts.max_cell_bytes;
+    let open_error = |e: crate::store::StoreError| SourceError::Object {
+        path: name.clone(),
+        message: e.message,
     };
     match format {
-        Format::Parquet => Ok(Box::new(parquet::ParquetSource::open(
-            path,
-            columns,
-            opts.max_cell_bytes,
-        )?)),
+        Format::Parquet => Ok(Box::new(match input {
+            Input::Object(o) => {
+                let reader = o.range_reader().map_err(open_error)?;
+                parquet::ParquetSource::from_object(&name, reader, columns, max_cell)?
+            }
+            Input::File(p) => parquet::ParquetSource::open(p, columns, max_cell)?,
+            Input::Stdin => {
+                return Err(SourceError::Parquet {
+                    path: name,
+                    message: "Parquet cannot be read from stdin; pass the file".into(),
+                });
+            }
+        })),
         Format::Csv | Format::Tsv => {
             // `.tsv` means tab; otherwise the flag, else sniffed from the header.
             let delimiter = opts.delimiter.or((format == Format::Tsv).then_some(b'\t'));
-            let max_cell = opts.max_cell_bytes;
-            Ok(Box::new(csv::CsvSource::open(
-                path, columns, delimiter, max_cell,
-            )?))
+            match input {
+                Input::Object(o) => {
+                    let raw = Box::new(o.reader().map_err(open_error)?);
+                    Ok(Box::new(csv::CsvSource::from_reader(
+                        &name, raw, columns, delimiter, max_cell,
+                    )?))
+                }
+                Input::File(p) => Ok(Box::new(csv::CsvSource::open(
+                    p, columns, delimiter, max_cell,
+                )?)),
+                Input::Stdin => Ok(Box::new(csv::CsvSource::open(
+                    Path::new("-"),
+                    columns,
+                    delimiter,
+                    max_cell,
+                )?)),
+            }
         }
     }
 }
@@ -241,14 +309,11 @@ pub fn open_bytes(
     }
 }
 
-fn detect_format(path: &Path) -> Result<Format, SourceError> {
-    if path.as_os_str() == "-" {
+fn detect_format(input: &Input) -> Result<Format, SourceError> {
+    if matches!(input, Input::Stdin) {
         return Ok(Format::Csv);
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
+    let name = input.file_name().to_ascii_lowercase();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
     if name.ends_with(".parquet") || name.ends_with(".pq") {
         Ok(Format::Parquet)
@@ -258,7 +323,7 @@ fn detect_format(path: &Path) -> Result<Format, SourceError> {
         Ok(Format::Csv)
     } else {
         Err(SourceError::UnknownFormat {
-            path: path.to_path_buf(),
+            path: PathBuf::from(input.name()),
         })
     }
 }
@@ -352,7 +417,7 @@ mod tests {
             };
             let bytes = bytes::Bytes::from(std::fs::read(&path).unwrap());
             let mut mem = open_bytes(Path::new("<memory>"), bytes, &cols, &opts).unwrap();
-            let mut disk = open(&path, &cols, &opts).unwrap();
+            let mut disk = open(&Input::File(path.clone()), &cols, &opts).unwrap();
             let got = rows(mem.as_mut());
             assert!(!got.is_empty());
             assert_eq!(got, rows(disk.as_mut()), "{file}");

@@ -63,9 +63,11 @@ const BATCH_ROWS: usize = 4096;
 /// A batch is cut smaller when its row group's rows are large (cells of a megabyte...).
 const BATCH_BYTES: u64 = 32 << 20;
 
-/// What a Parquet source reads: a file, or bytes in memory (the fuzz targets').
+/// What a Parquet source reads: a file, an object in object storage (by range), or bytes in
+/// memory (the fuzz targets').
 enum Input {
     File(File),
+    Object(crate::store::RangeReader),
     Bytes(bytes::Bytes),
 }
 
@@ -143,6 +145,17 @@ impl ParquetSource {
         Self::from_input(path, Input::Bytes(bytes), columns, max_cell)
     }
 
+    /// As [`ParquetSource::open`], reading an object by range: its tail (with the footer) is
+    /// already held; each row group's projected column chunks are fetched when it is opened.
+    pub fn from_object(
+        path: &Path,
+        object: crate::store::RangeReader,
+        columns: &[String],
+        max_cell: usize,
+    ) -> Result<Self, SourceError> {
+        Self::from_input(path, Input::Object(object), columns, max_cell)
+    }
+
     fn from_input(
         path: &Path,
         input: Input,
@@ -158,6 +171,10 @@ impl ParquetSource {
             Input::File(f) => (
                 guarded(|| ArrowReaderMetadata::load(f, Default::default())),
                 f.metadata().map(|m| m.len()).unwrap_or(0),
+            ),
+            Input::Object(o) => (
+                guarded(|| ArrowReaderMetadata::load(o, Default::default())),
+                o.size(),
             ),
             Input::Bytes(b) => (
                 guarded(|| ArrowReaderMetadata::load(b, Default::default())),
@@ -242,6 +259,20 @@ impl ParquetSource {
             Input::File(f) => {
                 let file = f.try_clone().map_err(|e| e.to_string())?;
                 self.build_group(file, g, batch)
+            }
+            Input::Object(o) => {
+                // The projected column chunks of this group, by range, in one go.
+                let ranges: Vec<std::ops::Range<u64>> = self
+                    .roots
+                    .iter()
+                    .filter_map(|&r| rg.columns().get(r))
+                    .map(|c| {
+                        let (start, len) = c.byte_range();
+                        start..start.saturating_add(len)
+                    })
+                    .collect();
+                o.fetch(&ranges).map_err(|e| e.message)?;
+                self.build_group(o.clone(), g, batch)
             }
             Input::Bytes(b) => self.build_group(b.clone(), g, batch),
         };
