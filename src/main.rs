@@ -10,6 +10,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     msgcapi::panic::install_hook();
+    let code = run();
+    ExitCode::from(upload_outputs(code))
+}
+
+fn run() -> u8 {
     let cli = match msgcapi::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -28,13 +33,14 @@ fn main() -> ExitCode {
                     },
                 );
             }
-            e.exit();
+            let _ = e.print();
+            return u8::try_from(e.exit_code()).unwrap_or(2);
         }
     };
     match msgcapi::run(cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         // `msgcapi ... | head`: the reader has all it wanted.
-        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => 0,
         Err(e) => {
             let text = match &e {
                 msgcapi::Error::Other(a) => format!("{a:#}"),
@@ -44,7 +50,32 @@ fn main() -> ExitCode {
             let message = text.lines().next().unwrap_or_default().to_string();
             let kind = e.kind();
             summary::write_failure(e.exit_code(), summary::Failure { kind, message });
-            ExitCode::from(e.exit_code())
+            e.exit_code()
         }
     }
+}
+
+/// Outputs given as object URLs (`--report s3://...`) are uploaded now, on every exit: the
+/// report and payloads first, then the summary, which says so if one of them failed (exit 3).
+fn upload_outputs(mut code: u8) -> u8 {
+    let mut failed = msgcapi::store::finish_outputs(summary::registered());
+    if let Some(first) = failed.first() {
+        code = code.max(msgcapi::exit::ABORTED);
+        let message = format!("cannot upload {first}");
+        summary::amend_failure(
+            code,
+            summary::Failure {
+                kind: "output",
+                message,
+            },
+        );
+    }
+    failed.extend(msgcapi::store::finish_outputs(None));
+    for e in &failed {
+        eprintln!("error: cannot upload {e}");
+    }
+    if !failed.is_empty() {
+        code = code.max(msgcapi::exit::ABORTED);
+    }
+    code
 }

@@ -149,6 +149,8 @@ fn csv_field(line: &mut Vec<u8>, i: usize, text: &[u8]) {
 
 /// Creates `path` for writing with mode 0600 (the report and payloads may identify customers).
 pub fn create_private(path: &Path) -> io::Result<File> {
+    // An object URL is written to a private temporary file, uploaded when the run ends.
+    let path = crate::store::local_output(path, false)?;
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -156,7 +158,7 @@ pub fn create_private(path: &Path) -> io::Result<File> {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    o.open(path)
+    o.open(&path)
 }
 
 impl ReportWriter {

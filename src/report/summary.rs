@@ -197,6 +197,34 @@ pub fn write_failure(exit_code: u8, failure: Failure) {
     });
 }
 
+/// Where `--summary-json` was registered to go, as given (a path or an object URL).
+pub fn registered() -> Option<&'static std::path::Path> {
+    EARLY.get().map(|(p, _)| p.as_path())
+}
+
+/// Makes the summary already written tell that the run ended in error after all (an output
+/// could not be uploaded): `exit_code` and `error` are replaced, the counts kept. Without a
+/// summary written yet, writes the failure summary. Best effort.
+pub fn amend_failure(exit_code: u8, failure: Failure) {
+    let Some((path, _)) = EARLY.get() else {
+        return;
+    };
+    let local = crate::store::local_output(path, false).ok();
+    let written = local
+        .and_then(|l| std::fs::read(l).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let Some(mut j) = written.filter(serde_json::Value::is_object) else {
+        return write_failure(exit_code, failure);
+    };
+    let message = crate::secret::scrub(&failure.message).into_owned();
+    j["exit_code"] = exit_code.into();
+    j["error"] = serde_json::json!({"kind": failure.kind, "message": message});
+    let _ = super::create_private(path).and_then(|mut f| {
+        serde_json::to_writer_pretty(&mut f, &j)?;
+        std::io::Write::write_all(&mut f, b"\n")
+    });
+}
+
 /// A dataset the run stopped sending to (a client revoked access, or its object is gone), or
 /// with `dataset_id: auto` an account Meta refused to look up (`dataset_id` null).
 #[derive(Clone, Debug, serde::Serialize)]
