@@ -11,6 +11,7 @@ mod hostile;
 mod ledger_damage;
 mod postgres;
 mod props;
+mod s3;
 mod send;
 mod state;
 mod unattended;

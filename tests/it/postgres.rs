@@ -12,7 +12,7 @@ use crate::util::*;
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// One test's ledger: a schema of its own in the test database.
-struct Pg {
+pub(crate) struct Pg {
     /// The server's URL, as the tests were given it (no `schema`).
     base: String,
     schema: String,
@@ -20,7 +20,7 @@ struct Pg {
 
 impl Pg {
     /// `None` (with a notice) when no server answers and none is required.
-    fn new(tag: &str) -> Option<Pg> {
+    pub(crate) fn new(tag: &str) -> Option<Pg> {
         let base = std::env::var("MSGCAPI_TEST_POSTGRES_URL")
             .ok()
             .filter(|s| !s.is_empty())
@@ -62,14 +62,14 @@ impl Pg {
     }
 
     /// `--state` for this test's ledger, with more URL parameters if given.
-    fn url(&self, extra: &str) -> String {
+    pub(crate) fn url(&self, extra: &str) -> String {
         let sep = if self.base.contains('?') { '&' } else { '?' };
         format!("{}{sep}schema={}{extra}", self.base, self.schema)
     }
 
     /// Waits until no session named `app` is left (a killed run's session ends when the server
     /// sees its connection closed; its dataset locks go with it).
-    fn wait_gone(&self, app: &str) {
+    pub(crate) fn wait_gone(&self, app: &str) {
         let mut c = self.client().unwrap();
         let t = Instant::now();
         loop {
