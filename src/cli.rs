@@ -48,20 +48,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub mapping: PathBuf,
 
-    /// Report file, one line per input row (default: stdout). Created with mode 0600
-    #[arg(long, value_name = "FILE")]
+    /// Report file, one line per input row (default: stdout). Created with mode 0600. An object
+    /// URL (`s3://...`) is written locally, then uploaded when the run ends
+    #[arg(long, value_name = "FILE|URL")]
     pub report: Option<PathBuf>,
 
     /// Report format
     #[arg(long, value_enum, default_value = "csv", value_name = "FORMAT")]
     pub report_format: ReportFormat,
 
-    /// Write run counts (per status, channel, event name), rows/s and duration as JSON
-    #[arg(long, value_name = "FILE")]
+    /// Write run counts (per status, channel, event name), rows/s and duration as JSON (a file
+    /// or an object URL)
+    #[arg(long, value_name = "FILE|URL")]
     pub summary_json: Option<PathBuf>,
 
-    /// Write the exact request bodies (without token) that send posts, one file per batch
-    #[arg(long, value_name = "DIR")]
+    /// Write the exact request bodies (without token) that send posts, one file per batch (a
+    /// directory, or an object URL prefix)
+    #[arg(long, value_name = "DIR|URL")]
     pub emit_payloads: Option<PathBuf>,
 
     /// Fix the clock for the event_time window: RFC 3339 or Unix seconds (default: now)
@@ -129,7 +132,8 @@ pub struct RunArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
-    /// Input files: .csv, .tsv (either gzipped: .gz), .parquet; `-` for CSV on stdin
+    /// Input files: .csv, .tsv (either gzipped: .gz), .parquet; `-` for CSV on stdin; or object
+    /// URLs (`s3://`, `gs://`, `az://`, `abfss://`, `https://`), `*` and `?` in the key expanded
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 }

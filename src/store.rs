@@ -37,7 +37,7 @@ const SCHEMES: [&str; 8] = [
 ];
 
 /// Read-ahead of a streamed object, in network chunks (typically 8–64 KiB each).
-const READ_AHEAD: usize = 64;
+const READ_AHEAD: usize = 16;
 /// A Parquet file's tail fetched first: most footers fit, so one request opens the file.
 const FOOTER_GUESS: u64 = 64 << 10;
 /// Outputs are uploaded in parts of this size (multipart upload) when larger.

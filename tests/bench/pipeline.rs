@@ -1,7 +1,8 @@
 //! `cargo bench`: generates its own inputs, runs the release binary, prints rows/s and peak RSS.
 //!
 //! Scenarios (sizes via env, defaults in parentheses; 0 skips a scenario):
-//! - validate a CSV of `BENCH_ROWS` (1,000,000) rows, plain and with `--emit-payloads`;
+//! - validate a CSV of `BENCH_ROWS` (1,000,000) rows, plain, with `--emit-payloads`, and read
+//!   from an S3 server on loopback (s3s-fs, started in this process);
 //! - validate a CSV of `BENCH_BIG_ROWS` (10,000,000) rows, for peak memory;
 //! - validate the same export as Parquet, `BENCH_PARQUET_ROWS` (1,000,000) rows;
 //! - send `BENCH_SEND_ROWS` (1,000,000) events to the emulator with no latency, without a state
@@ -17,6 +18,9 @@
 //! machine) and the largest peak RSS of the three.
 
 #![allow(clippy::unwrap_used)]
+
+#[path = "../it/s3_server.rs"]
+mod s3_server;
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -198,13 +202,34 @@ fn best_of_three(mut one: impl FnMut(usize) -> Run) -> Run {
 /// Best of three `validate` runs of `input` (`bytes` long) with `extra` flags, printed as one
 /// line. `--emit-payloads` runs write to a fresh directory each time.
 fn validate_bench(mapping: &str, input: &Path, bytes: u64, dir: &Path, extra: &[&str], note: &str) {
+    validate_from(
+        mapping,
+        input.to_str().unwrap_or_default(),
+        &[],
+        bytes,
+        dir,
+        extra,
+        note,
+    )
+}
+
+/// [`validate_bench`] of an input given as a path or URL, with `envs` (an object store's).
+fn validate_from(
+    mapping: &str,
+    input: &str,
+    envs: &[(&str, &str)],
+    bytes: u64,
+    dir: &Path,
+    extra: &[&str],
+    note: &str,
+) {
     let r = best_of_three(|_| {
         let payloads = dir.join("payloads");
         let _ = std::fs::remove_dir_all(&payloads);
         let mut args = vec!["validate", "--mapping", mapping, "--now", NOW];
         args.extend_from_slice(extra);
-        args.push(input.to_str().unwrap_or_default());
-        run(&args, &[], dir)
+        args.push(input);
+        run(&args, envs, dir)
     });
     let _ = std::fs::remove_dir_all(dir.join("payloads"));
     println!(
@@ -346,6 +371,22 @@ fn main() {
             let payloads = d.join("payloads");
             let flags = ["--emit-payloads", payloads.to_str().unwrap_or_default()];
             validate_bench(mapping, &csv, bytes, d, &flags, "  (--emit-payloads)");
+            // The same file read from an S3 server on loopback (s3s-fs, in this process).
+            let s3 = s3_server::S3Server::start();
+            s3.bucket("bench");
+            std::fs::copy(&csv, s3.root.path().join("bench/in.csv")).expect("copy to s3");
+            let envs = s3.env_pairs();
+            let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let url = "s3://bench/in.csv";
+            validate_from(
+                mapping,
+                url,
+                &envs,
+                bytes,
+                d,
+                &[],
+                "  (from S3 on loopback)",
+            );
         }
         let _ = std::fs::remove_file(csv);
     }

@@ -12,6 +12,7 @@ mod ledger_damage;
 mod postgres;
 mod props;
 mod s3;
+mod s3_server;
 mod send;
 mod state;
 mod unattended;
