@@ -900,6 +900,41 @@ fn a_ledger_a_tool_put_in_wal_mode_is_converted_by_the_next_writer_only() {
     assert_eq!(s.entries, 400);
 }
 
+/// Found by the `state_file` fuzz target: a file whose write version (header byte 18) alone
+/// was 2 was refused as a WAL file needing recovery, by every reader, for good: SQLite reads it
+/// with a rollback journal and its writers never change that byte.
+#[test]
+fn a_write_version_of_2_alone_is_not_wal_mode() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("s.db");
+    filled(&f(&p), 2);
+    let mut bytes = std::fs::read(&p).unwrap();
+    assert_eq!(bytes[18..20], [1, 1]);
+    bytes[18] = 2;
+    std::fs::write(&p, &bytes).unwrap();
+    let read = |p: &Path| {
+        Ledger::open(&f(p), Mode::ReadOnly)
+            .unwrap()
+            .stats()
+            .unwrap()
+            .entries
+    };
+    assert_eq!(read(&p), 400);
+    assert!(
+        std::fs::read(&p).unwrap() == bytes,
+        "a reader changed the file"
+    );
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "no -wal, no -shm"
+    );
+    let mut l = writer(&f(&p));
+    l.mark_in_flight("r2", 1, &[key(5_000)]).unwrap();
+    drop(l);
+    assert_eq!(read(&p), 401);
+}
+
 #[test]
 fn truncated_or_flipped_files_are_clear_errors_not_panics() {
     let d = tempfile::tempdir().unwrap();
