@@ -1069,8 +1069,19 @@ impl Ledger {
             let Some(r) = self.records.get(&id) else {
                 continue;
             };
-            for (key, event_id) in r.event_ids.iter().flatten() {
-                if self.index.get(key).is_none_or(|(rid, _)| *rid != id) {
+            let event_ids = r.event_ids.as_deref().unwrap_or_default();
+            // A record may carry a key twice (`state import` of a CSV listing it twice wrote
+            // such records): the index holds its last occurrence, and so does the export, one
+            // row per key, as many as `stats` counts.
+            let last: HashMap<u128, usize, KeyHash> = event_ids
+                .iter()
+                .enumerate()
+                .map(|(i, (key, _))| (*key, i))
+                .collect();
+            for (i, (key, event_id)) in event_ids.iter().enumerate() {
+                if last.get(key) != Some(&i)
+                    || self.index.get(key).is_none_or(|(rid, _)| *rid != id)
+                {
                     continue;
                 }
                 let Some(e) = self.entry(*key) else { continue };
