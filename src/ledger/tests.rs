@@ -477,6 +477,21 @@ fn import_rebuilds_what_export_wrote(b: Backend) {
         matches!(e, LedgerError::NotEmpty { .. }) && e.is_usage(),
         "{e}"
     );
+    // A key listed twice is refused: the ledger would count it once and export it twice.
+    let second = first.lines().nth(1).unwrap();
+    let twice = format!("{first}{second}\n");
+    let u = site.at("u");
+    let e = Ledger::import_csv(&u, &mut twice.as_bytes(), "x.csv")
+        .err()
+        .unwrap();
+    assert!(Ledger::must_exist(&u).is_err(), "a bad CSV makes no ledger");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "cannot import `x.csv`, line 7: key `{}` is on line 2 too",
+            &second[..32]
+        )),
+        "{e}"
+    );
     // A malformed row names its line.
     let bad = first.replacen(",acknowledged,", ",maybe,", 1);
     let t = site.at("t");
