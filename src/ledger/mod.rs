@@ -1069,8 +1069,19 @@ impl Ledger {
             let Some(r) = self.records.get(&id) else {
                 continue;
             };
-            for (key, event_id) in r.event_ids.iter().flatten() {
-                if self.index.get(key).is_none_or(|(rid, _)| *rid != id) {
+            let event_ids = r.event_ids.as_deref().unwrap_or_default();
+            // A record may carry a key twice (`state import` of a CSV listing it twice wrote
+            // such records): the index holds its last occurrence, and so does the export, one
+            // row per key, as many as `stats` counts.
+            let last: HashMap<u128, usize, KeyHash> = event_ids
+                .iter()
+                .enumerate()
+                .map(|(i, (key, _))| (*key, i))
+                .collect();
+            for (i, (key, event_id)) in event_ids.iter().enumerate() {
+                if last.get(key) != Some(&i)
+                    || self.index.get(key).is_none_or(|(rid, _)| *rid != id)
+                {
                     continue;
                 }
                 let Some(e) = self.entry(*key) else { continue };
@@ -1238,6 +1249,8 @@ fn parse_export(input: &mut dyn Read, name: &str) -> Result<ParsedExport, Ledger
     let mut groups: Vec<((String, u64, String), Vec<Row>)> = Vec::new();
     let mut where_: HashMap<(String, u64, String), usize> = HashMap::new();
     let mut endpoints: HashSet<String> = HashSet::new();
+    // key → the line it is on: an export lists each key once (the ledger knows one state of it).
+    let mut seen: HashMap<u128, u64, KeyHash> = HashMap::default();
     let mut keys = 0u64;
     for (i, rec) in r.records().enumerate() {
         let line = i as u64 + 2;
@@ -1262,6 +1275,15 @@ fn parse_export(input: &mut dyn Read, name: &str) -> Result<ParsedExport, Ledger
             .ok()
             .filter(|_| f(0).len() == 32)
             .ok_or_else(|| bad(line, format!("`key` is not 32 hex digits; got `{}`", f(0))))?;
+        if let Some(first) = seen.insert(key, line) {
+            return Err(bad(
+                line,
+                format!(
+                    "key `{}` is on line {first} too; an export lists each key once",
+                    f(0)
+                ),
+            ));
+        }
         let acknowledged = match f(1) {
             "acknowledged" => true,
             "in_flight" => false,

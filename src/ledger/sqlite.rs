@@ -528,8 +528,12 @@ fn check_header(path: &Path) -> Result<Header, LedgerError> {
         i32::from_be_bytes(b)
     };
     marker(path, be(68), be(60))?;
-    // The file format's read and write versions: 2 means WAL.
-    if header[18] == 2 || header[19] == 2 {
+    // The file format's write and read versions (bytes 18, 19): `journal_mode = WAL` sets both
+    // to 2, `DELETE` both back to 1. SQLite opens a file in WAL mode by its read version alone;
+    // a file whose write version alone is 2 it reads with a rollback journal, and a writer never
+    // changes that byte back. Refusing such a file as WAL would refuse it for good, with a hint
+    // (`send` recovers it) that no `send` fulfils.
+    if header[19] == 2 {
         return Ok(Header::Wal);
     }
     Ok(Header::Ours)

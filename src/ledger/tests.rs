@@ -235,6 +235,7 @@ on_both!(
     read_only_on_a_missing_ledger_is_empty_and_makes_nothing,
     prune_keeps_the_window,
     export_csv_format_and_the_wall_clock,
+    a_key_a_record_carries_twice_is_exported_once,
     import_rebuilds_what_export_wrote,
     a_ledger_belongs_to_one_endpoint,
     a_newer_format_is_refused,
@@ -379,6 +380,42 @@ fn export_csv_format_and_the_wall_clock(b: Backend) {
     assert_eq!(String::from_utf8(again).unwrap(), text);
 }
 
+/// The `state_file` fuzz target's check (stats and export agree) failed on a file `state
+/// import` wrote from a CSV listing a key twice: the export wrote a row per occurrence.
+fn a_key_a_record_carries_twice_is_exported_once(b: Backend) {
+    let Some(site) = Site::new(b) else { return };
+    let p = site.at("s");
+    let mut l = writer(&p);
+    let again = NewKey {
+        event_id: "e-again",
+        event_time: 5_000,
+        ..key(1)
+    };
+    l.mark_in_flight("r1", 1, &[key(1), key(2), again]).unwrap();
+    l.settle_batch("r1", 1, Some("FB"), &[], &[]).unwrap();
+    drop(l);
+    let l = Ledger::open(&p, Mode::ReadOnly).unwrap();
+    let mut out = Vec::new();
+    let n = l.export_csv(&mut out).unwrap();
+    assert_eq!(n, l.stats().unwrap().entries);
+    assert_eq!(n, 2);
+    let text = String::from_utf8(out).unwrap();
+    // Key, state, dataset, event id, event time: the occurrence the ledger answers with, the last.
+    let rows: Vec<String> = text
+        .lines()
+        .skip(1)
+        .map(|r| r.split(',').take(5).collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "00000000000000020000000000000007,acknowledged,123,e,1970-01-01T00:16:42Z",
+            "00000000000000010000000000000007,acknowledged,123,e-again,1970-01-01T01:23:20Z",
+        ]
+    );
+    assert_eq!(l.entry(key(1).key).unwrap().event_time, 5_000);
+}
+
 fn import_rebuilds_what_export_wrote(b: Backend) {
     let Some(site) = Site::new(b) else { return };
     let p = site.at("s");
@@ -438,6 +475,21 @@ fn import_rebuilds_what_export_wrote(b: Backend) {
         .unwrap();
     assert!(
         matches!(e, LedgerError::NotEmpty { .. }) && e.is_usage(),
+        "{e}"
+    );
+    // A key listed twice is refused: the ledger would count it once and export it twice.
+    let second = first.lines().nth(1).unwrap();
+    let twice = format!("{first}{second}\n");
+    let u = site.at("u");
+    let e = Ledger::import_csv(&u, &mut twice.as_bytes(), "x.csv")
+        .err()
+        .unwrap();
+    assert!(Ledger::must_exist(&u).is_err(), "a bad CSV makes no ledger");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "cannot import `x.csv`, line 7: key `{}` is on line 2 too",
+            &second[..32]
+        )),
         "{e}"
     );
     // A malformed row names its line.
@@ -898,6 +950,41 @@ fn a_ledger_a_tool_put_in_wal_mode_is_converted_by_the_next_writer_only() {
         .stats()
         .unwrap();
     assert_eq!(s.entries, 400);
+}
+
+/// Found by the `state_file` fuzz target: a file whose write version (header byte 18) alone
+/// was 2 was refused as a WAL file needing recovery, by every reader, for good: SQLite reads it
+/// with a rollback journal and its writers never change that byte.
+#[test]
+fn a_write_version_of_2_alone_is_not_wal_mode() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("s.db");
+    filled(&f(&p), 2);
+    let mut bytes = std::fs::read(&p).unwrap();
+    assert_eq!(bytes[18..20], [1, 1]);
+    bytes[18] = 2;
+    std::fs::write(&p, &bytes).unwrap();
+    let read = |p: &Path| {
+        Ledger::open(&f(p), Mode::ReadOnly)
+            .unwrap()
+            .stats()
+            .unwrap()
+            .entries
+    };
+    assert_eq!(read(&p), 400);
+    assert!(
+        std::fs::read(&p).unwrap() == bytes,
+        "a reader changed the file"
+    );
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "no -wal, no -shm"
+    );
+    let mut l = writer(&f(&p));
+    l.mark_in_flight("r2", 1, &[key(5_000)]).unwrap();
+    drop(l);
+    assert_eq!(read(&p), 401);
 }
 
 #[test]
