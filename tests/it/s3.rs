@@ -308,6 +308,22 @@ fn a_run_that_stops_still_uploads_its_report_and_summary() {
         serde_json::from_slice(&s3.get("reports", "s.json").unwrap()).unwrap();
     assert_eq!(s["exit_code"], 3);
 
+    // Exit 2, a command line clap refuses: its summary is uploaded too.
+    let out = validate(
+        &w,
+        &s3,
+        &[
+            "--summary-json",
+            "s3://reports/usage.json",
+            "--no-such-flag",
+        ],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let s: serde_json::Value =
+        serde_json::from_slice(&s3.get("reports", "usage.json").unwrap()).unwrap();
+    assert_eq!(s["exit_code"], 2);
+    assert_eq!(s["error"]["kind"], "usage");
+
     // Ctrl-C in the middle of a send: exit 130, the whole report uploaded.
     let em = Emulator::builder(&w).latency_ms("300").start();
     w.write("in.csv", &valid_csv(3000, "int-"));
