@@ -191,9 +191,49 @@ fn is_loopback_http(url: &str) -> bool {
 }
 
 /// A store and the key `url` names in it (the key may hold glob characters).
+/// Cloud credentials that travel in requests (a session token, a SAS) or could be echoed back in
+/// a store's error text: masked by `secret::scrub` wherever msgcapi writes.
+const SECRET_VARS: [&str; 12] = [
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_MASTER_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_TOKEN",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_STORAGE_CLIENT_SECRET",
+];
+
+/// Registers the cloud credentials of the environment, and the query values of `url` (a
+/// presigned URL's signature and credential), with the scrubber.
+fn register_secrets(url: &str) {
+    static ENV: std::sync::Once = std::sync::Once::new();
+    ENV.call_once(|| {
+        for v in SECRET_VARS {
+            if let Ok(value) = std::env::var(v) {
+                crate::secret::register(&value);
+            }
+        }
+    });
+    if let Some((_, query)) = url.split_once('?').filter(|_| is_http(url)) {
+        for pair in query.split('&') {
+            let value = pair.split_once('=').map_or("", |(_, v)| v);
+            crate::secret::register(value);
+            if let Ok(decoded) = percent_encoding::percent_decode_str(value).decode_utf8() {
+                crate::secret::register(&decoded);
+            }
+        }
+    }
+}
+
 fn open_store(url: &str) -> Result<(Arc<dyn ObjectStore>, String), StoreError> {
     // rustls needs a process-wide crypto provider; the sender installs the same one.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    register_secrets(url);
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(StoreError::new(url, "not a URL"));
     };

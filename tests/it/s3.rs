@@ -511,3 +511,73 @@ fn three_shards_from_s3_with_one_postgres_ledger_survive_a_killed_shard() {
         "the rerun found what the killed shard delivered: {by_status:?}"
     );
 }
+
+/// A hostile S3 endpoint on loopback: answers every request 400 with the request's headers
+/// (the session token's among them) in its error body.
+fn echoing_endpoint() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(&s);
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let body =
+                format!("<Error><Code>InvalidRequest</Code><Message>{head}</Message></Error>");
+            let _ = write!(
+                &s,
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn a_store_that_echoes_the_request_never_gets_a_credential_printed() {
+    let w = Workdir::new();
+    let endpoint = echoing_endpoint();
+    let token = "FwoGZXIvYXdzEBYaDEXAMPLESESSIONTOKEN0123456789";
+    let m = mapping();
+    let out = w
+        .cmd(&[
+            "validate",
+            "--mapping",
+            &m,
+            "--now",
+            NOW,
+            "--summary-json",
+            "s.json",
+            "s3://exports/*.csv",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "AKIAECHOTEST")
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_SESSION_TOKEN", token)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 3, "{err}");
+    // The listing's error body is quoted, the echoed headers with it, the token masked.
+    assert!(
+        err.contains("400") && err.contains("x-amz-security-token: ***"),
+        "{err}"
+    );
+    for text in [err.clone(), w.read("s.json")] {
+        assert!(
+            !text.contains(token) && !text.contains(SECRET_KEY),
+            "{text}"
+        );
+    }
+}
