@@ -581,3 +581,32 @@ fn a_store_that_echoes_the_request_never_gets_a_credential_printed() {
         );
     }
 }
+
+#[test]
+fn a_report_over_16_mib_goes_up_in_parts_and_arrives_whole() {
+    let (w, s3) = (Workdir::new(), S3Server::start());
+    s3.bucket("exports");
+    s3.bucket("reports");
+    // ~200,000 rows of JSONL report: more than one 16 MiB part.
+    let text = valid_csv(200_000, "big-");
+    s3.put("exports", "big.csv.gz", &gzip(text.as_bytes()));
+    let args = ["--report-format", "jsonl", "s3://exports/big.csv.gz"];
+    let up = validate(
+        &w,
+        &s3,
+        &[&["--report", "s3://reports/big.jsonl"][..], &args].concat(),
+    );
+    assert_eq!(code(&up), 0, "{}", stderr(&up));
+    let local = validate(&w, &s3, &[&["--report", "big.jsonl"][..], &args].concat());
+    assert_eq!(code(&local), 0, "{}", stderr(&local));
+    let want = std::fs::read(w.path("big.jsonl")).unwrap();
+    assert!(
+        want.len() > 16 << 20,
+        "{} bytes: not over one part",
+        want.len()
+    );
+    assert!(
+        s3.get("reports", "big.jsonl").unwrap() == want,
+        "the uploaded report differs"
+    );
+}
