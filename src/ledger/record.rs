@@ -63,6 +63,26 @@ impl Seal {
         self.hash = self.hash.wrapping_sub(digest);
     }
 
+    /// Do the records read (`self`) add up to the seal written (`sealed`), and did every
+    /// settlement find its batch (`orphan`: one that did not)? `Err` says what is wrong.
+    pub fn verify(&self, sealed: &Seal, orphan: Option<u64>) -> Result<(), String> {
+        if self.records != sealed.records {
+            return Err(format!(
+                "{} records where {} were sealed",
+                self.records, sealed.records
+            ));
+        }
+        if self.hash != sealed.hash {
+            return Err(
+                "its records do not add up to the seal's hash (a record was replaced)".into(),
+            );
+        }
+        match orphan {
+            Some(id) => Err(format!("settlement {id} has no batch record")),
+            None => Ok(()),
+        }
+    }
+
     /// The seal's own checksum (the seal is stored as a record too).
     pub fn digest(&self) -> u128 {
         let mut b = [0u8; 24];

@@ -464,20 +464,8 @@ fn load(c: &Connection, path: &Path, visit: &mut Visit<'_>) -> Result<Seal, Ledg
             settled: settled.remove(&id).as_deref(),
         })?;
     }
-    if seal.records != sealed.records {
-        return Err(e.corrupt(format!(
-            "{} records where {} were sealed",
-            seal.records, sealed.records
-        )));
-    }
-    if seal.hash != sealed.hash {
-        return Err(
-            e.corrupt("its records do not add up to the seal's hash (a record was replaced)")
-        );
-    }
-    if let Some(id) = settled.keys().next() {
-        return Err(e.corrupt(format!("settlement {id} has no batch record")));
-    }
+    seal.verify(&sealed, settled.keys().next().copied())
+        .map_err(|why| e.corrupt(why))?;
     Ok(sealed)
 }
 
