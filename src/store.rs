@@ -244,48 +244,24 @@ fn open_store(url: &str) -> Result<(Arc<dyn ObjectStore>, String), StoreError> {
     }
     let root = format!("{scheme}://{authority}");
     let fail = |e: object_store::Error| StoreError::from_store(url, &e);
+    // Each cloud's builder from its environment, with our client settings and retries over it.
+    macro_rules! cloud {
+        ($builder:ty, $key:path) => {{
+            let b = client_settings()
+                .into_iter()
+                .fold(<$builder>::from_env(), |b, (k, v)| {
+                    b.with_config($key(k), v)
+                });
+            let built = b.with_url(root).with_retry(retry_config()).build();
+            Arc::new(built.map_err(fail)?) as Arc<dyn ObjectStore>
+        }};
+    }
+    use object_store::{aws, azure, gcp};
     let store: Arc<dyn ObjectStore> = match scheme.as_str() {
-        "s3" | "s3a" => {
-            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};
-            let b = client_settings()
-                .into_iter()
-                .fold(AmazonS3Builder::from_env(), |b, (k, v)| {
-                    b.with_config(K::Client(k), v)
-                });
-            Arc::new(
-                b.with_url(root)
-                    .with_retry(retry_config())
-                    .build()
-                    .map_err(fail)?,
-            )
-        }
-        "gs" => {
-            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey as K};
-            let b = client_settings()
-                .into_iter()
-                .fold(GoogleCloudStorageBuilder::from_env(), |b, (k, v)| {
-                    b.with_config(K::Client(k), v)
-                });
-            Arc::new(
-                b.with_url(root)
-                    .with_retry(retry_config())
-                    .build()
-                    .map_err(fail)?,
-            )
-        }
+        "s3" | "s3a" => cloud!(aws::AmazonS3Builder, aws::AmazonS3ConfigKey::Client),
+        "gs" => cloud!(gcp::GoogleCloudStorageBuilder, gcp::GoogleConfigKey::Client),
         "az" | "azure" | "abfs" | "abfss" => {
-            use object_store::azure::{AzureConfigKey as K, MicrosoftAzureBuilder};
-            let b = client_settings()
-                .into_iter()
-                .fold(MicrosoftAzureBuilder::from_env(), |b, (k, v)| {
-                    b.with_config(K::Client(k), v)
-                });
-            Arc::new(
-                b.with_url(root)
-                    .with_retry(retry_config())
-                    .build()
-                    .map_err(fail)?,
-            )
+            cloud!(azure::MicrosoftAzureBuilder, azure::AzureConfigKey::Client)
         }
         "https" | "http" => {
             if scheme == "http" && !is_loopback_http(url) {
