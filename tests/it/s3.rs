@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::util::*;
@@ -26,14 +26,21 @@ fn mapping() -> String {
 }
 
 /// `validate` with the server's environment.
-fn validate(w: &Workdir, s3: &S3Server, args: &[&str]) -> Output {
+/// `msgcapi validate --mapping mixed.yaml --now NOW ARGS...`, stdin closed, no store
+/// environment (the caller adds what the test needs).
+fn validate_cmd(w: &Workdir, args: &[&str]) -> Command {
     let m = mapping();
     let mut c = w.cmd(&["validate", "--mapping", &m, "--now", NOW]);
+    c.args(args).stdin(Stdio::null());
+    c
+}
+
+/// [`validate_cmd`] with the S3 server's environment, run to its end.
+fn validate(w: &Workdir, s3: &S3Server, args: &[&str]) -> Output {
+    let mut c = validate_cmd(w, args);
     // Temporary files of this run only, to see that none is left.
     std::fs::create_dir_all(w.path("tmp")).unwrap();
-    c.args(args)
-        .stdin(Stdio::null())
-        .env("TMPDIR", w.path("tmp"));
+    c.env("TMPDIR", w.path("tmp"));
     s3.env(&mut c).output().expect("run validate")
 }
 
@@ -161,22 +168,12 @@ fn a_missing_object_a_glob_matching_nothing_and_refused_credentials_exit_3_namin
         ("s3://exports/a.csv", &["wrong-secret"], "access denied"),
     ];
     for (url, wrong, says) in cases {
-        let m = mapping();
-        let mut c = w.cmd(&[
-            "validate",
-            "--mapping",
-            &m,
-            "--now",
-            NOW,
-            "--summary-json",
-            "s.json",
-            url,
-        ]);
+        let mut c = validate_cmd(&w, &["--summary-json", "s.json", url]);
         s3.env(&mut c);
         if let Some(secret) = wrong.first() {
             c.env("AWS_SECRET_ACCESS_KEY", secret);
         }
-        let out = c.stdin(Stdio::null()).output().unwrap();
+        let out = c.output().unwrap();
         let err = stderr(&out);
         assert_eq!(code(&out), 3, "{url}: {err}");
         assert!(err.contains(url), "{url}: names the URL: {err}");
@@ -203,19 +200,7 @@ fn a_presigned_https_url_is_read_and_its_signature_never_shown() {
         assert!(url.contains("X-Amz-Signature="), "{url}");
         let (base, _) = url.split_once('?').unwrap();
         // No AWS environment at all: the URL is the credential.
-        let m = mapping();
-        let out = w
-            .cmd(&[
-                "validate",
-                "--mapping",
-                &m,
-                "--now",
-                NOW,
-                "--summary-json",
-                "s.json",
-                &url,
-            ])
-            .stdin(Stdio::null())
+        let out = validate_cmd(&w, &["--summary-json", "s.json", &url])
             .output()
             .unwrap();
         assert_eq!(code(&out), 1, "{key}: {}", stderr(&out));
@@ -229,17 +214,7 @@ fn a_presigned_https_url_is_read_and_its_signature_never_shown() {
         }
     }
     // A plain-http URL off loopback is refused, without a connection attempt.
-    let m = mapping();
-    let out = w
-        .cmd(&[
-            "validate",
-            "--mapping",
-            &m,
-            "--now",
-            NOW,
-            "http://exports.invalid/a.csv",
-        ])
-        .stdin(Stdio::null())
+    let out = validate_cmd(&w, &["http://exports.invalid/a.csv"])
         .output()
         .unwrap();
     assert_eq!(code(&out), 3, "{}", stderr(&out));
@@ -546,25 +521,13 @@ fn a_store_that_echoes_the_request_never_gets_a_credential_printed() {
     let w = Workdir::new();
     let endpoint = echoing_endpoint();
     let token = "FwoGZXIvYXdzEBYaDEXAMPLESESSIONTOKEN0123456789";
-    let m = mapping();
-    let out = w
-        .cmd(&[
-            "validate",
-            "--mapping",
-            &m,
-            "--now",
-            NOW,
-            "--summary-json",
-            "s.json",
-            "s3://exports/*.csv",
-        ])
+    let out = validate_cmd(&w, &["--summary-json", "s.json", "s3://exports/*.csv"])
         .env("AWS_ACCESS_KEY_ID", "AKIAECHOTEST")
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .env("AWS_SESSION_TOKEN", token)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ENDPOINT_URL", &endpoint)
         .env("AWS_ALLOW_HTTP", "true")
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     let err = stderr(&out);
