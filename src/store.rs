@@ -572,6 +572,9 @@ impl parquet::file::reader::ChunkReader for RangeReader {
 /// What an output URL stands for locally.
 struct Pending {
     url: String,
+    /// The store and key the URL names, opened when the output was asked for.
+    store: Arc<dyn ObjectStore>,
+    key: String,
     local: PathBuf,
     dir: bool,
     /// Keeps the temporary directory (and what is in it) until the upload is done.
@@ -591,11 +594,13 @@ pub fn local_output(given: &Path, dir: bool) -> std::io::Result<PathBuf> {
         return Ok(p.local.clone());
     }
     // The URL must be usable before the run starts, not found wrong at its end.
-    open_store(url).map_err(std::io::Error::other)?;
+    let (store, key) = open_store(url).map_err(std::io::Error::other)?;
     let keep = tempfile::Builder::new().prefix("msgcapi-out-").tempdir()?;
     let local = keep.path().join(if dir { "payloads" } else { "output" });
     outputs.push(Pending {
         url: url.to_string(),
+        store,
+        key,
         local: local.clone(),
         dir,
         _keep: keep,
@@ -619,9 +624,9 @@ pub fn finish_outputs(except: Option<&Path>) -> Vec<StoreError> {
     let mut errors = Vec::new();
     for p in &pending {
         let done = if p.dir {
-            upload_dir(&p.local, &p.url)
+            upload_dir(p)
         } else if p.local.exists() {
-            upload_file(&p.local, &p.url)
+            upload_file(&*p.store, &p.key, &p.local, &p.url)
         } else {
             Ok(())
         };
@@ -632,29 +637,40 @@ pub fn finish_outputs(except: Option<&Path>) -> Vec<StoreError> {
     errors
 }
 
-fn upload_dir(dir: &Path, url: &str) -> Result<(), StoreError> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// Every file of a payload directory, under the output's key.
+fn upload_dir(p: &Pending) -> Result<(), StoreError> {
+    let Ok(entries) = std::fs::read_dir(&p.local) else {
         return Ok(()); // never created: nothing to upload
     };
     let mut files: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
     files.sort();
-    let base = url.trim_end_matches('/');
+    let (url, key) = (p.url.trim_end_matches('/'), p.key.trim_end_matches('/'));
     for f in files.iter().filter(|f| f.is_file()) {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        upload_file(f, &format!("{base}/{name}"))?;
+        let key = if key.is_empty() {
+            name.to_string()
+        } else {
+            format!("{key}/{name}")
+        };
+        upload_file(&*p.store, &key, f, &format!("{url}/{name}"))?;
     }
     Ok(())
 }
 
-fn upload_file(local: &Path, url: &str) -> Result<(), StoreError> {
+/// Uploads `local` to `key` of `store` (`url` names it in errors).
+fn upload_file(
+    store: &dyn ObjectStore,
+    key: &str,
+    local: &Path,
+    url: &str,
+) -> Result<(), StoreError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         StoreError::new(url, format!("cannot upload: {what}: {e}"))
     };
-    let (store, key) = open_store(url)?;
     let key = if key.is_empty() {
         Key::default()
     } else {
-        parse_key(url, &key)?
+        parse_key(url, key)?
     };
     let mut file = std::fs::File::open(local).map_err(|e| fail("local copy", &e))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
