@@ -463,3 +463,29 @@ pub fn peak_rss_mb(summary: &Path) -> f64 {
             .unwrap_or_default();
     v["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6
 }
+
+/// After a killed run and its rerun (`report`: the rerun's rows): no event arrived twice at the
+/// emulator (`arrived`, from [`recorded_ids`]), each of the events `{prefix}0..{prefix}{n}`
+/// arrived or is reported `unknown`, and every row is `sent`, `already_sent` or `unknown`.
+/// Returns the ids reported `unknown`.
+pub fn assert_arrived_once_or_unknown(
+    arrived: &std::collections::HashMap<String, usize>,
+    report: &[csv::StringRecord],
+    prefix: &str,
+    n: usize,
+) -> std::collections::HashSet<String> {
+    assert!(arrived.values().all(|n| *n == 1), "an event arrived twice");
+    let unknown: std::collections::HashSet<String> =
+        ids_with_status(report, "unknown").into_iter().collect();
+    for i in 0..n {
+        let id = format!("{prefix}{i}");
+        assert!(
+            arrived.contains_key(&id) || unknown.contains(&id),
+            "{id} neither arrived nor is reported unknown"
+        );
+    }
+    let s = statuses(report);
+    let done = s.get("already_sent").copied().unwrap_or(0) + s.get("sent").copied().unwrap_or(0);
+    assert_eq!(done + unknown.len(), n, "{s:?}");
+    unknown
+}
